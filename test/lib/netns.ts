@@ -1,0 +1,156 @@
+// Network namespaces for integration tests: a "server" namespace and a
+// "client" namespace joined by a veth pair (or a bridge with taps for VMs).
+// Everything made here is recorded and removed by destroy(), which tests call
+// from afterAll / finally so that a failing test leaves nothing behind.
+import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
+import { randomBytes } from "node:crypto";
+
+export function canUseNetns(): boolean {
+  if (process.getuid?.() !== 0) return false;
+  try {
+    execFileSync("ip", ["netns", "list"], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function ip(args: string[]): string {
+  return execFileSync("ip", args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+}
+
+/** A short unique suffix: interface names are limited to 15 characters. */
+export function uniqueSuffix(): string {
+  return randomBytes(3).toString("hex");
+}
+
+export class Netns {
+  readonly name: string;
+  private readonly children = new Set<ChildProcess>();
+
+  private constructor(name: string) {
+    this.name = name;
+  }
+
+  static create(prefix: string): Netns {
+    const name = `gt-${prefix}-${uniqueSuffix()}`;
+    ip(["netns", "add", name]);
+    const ns = new Netns(name);
+    ns.run("ip", ["link", "set", "lo", "up"]);
+    return ns;
+  }
+
+  /** Runs a command inside the namespace and returns its stdout. */
+  run(cmd: string, args: string[], opts: { timeoutMs?: number; input?: string } = {}): string {
+    return execFileSync("ip", ["netns", "exec", this.name, cmd, ...args], {
+      encoding: "utf8",
+      timeout: opts.timeoutMs ?? 30_000,
+      input: opts.input,
+      stdio: [opts.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
+    });
+  }
+
+  /** Starts a long-running process inside the namespace; destroy() ends it by PID. */
+  spawn(cmd: string, args: string[], opts: SpawnOptions = {}): ChildProcess {
+    const child = spawn("ip", ["netns", "exec", this.name, cmd, ...args], {
+      stdio: ["ignore", "pipe", "pipe"],
+      ...opts,
+    });
+    this.children.add(child);
+    child.once("exit", () => this.children.delete(child));
+    return child;
+  }
+
+  async destroy(): Promise<void> {
+    for (const child of this.children) {
+      if (child.exitCode === null && child.pid !== undefined) {
+        try {
+          process.kill(child.pid, "SIGTERM");
+        } catch {
+          /* already gone */
+        }
+      }
+    }
+    const deadline = Date.now() + 3000;
+    while ([...this.children].some((c) => c.exitCode === null && c.signalCode === null) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    for (const child of this.children) {
+      if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
+        try {
+          process.kill(child.pid, "SIGKILL");
+        } catch {
+          /* already gone */
+        }
+      }
+    }
+    // Processes started with `ip netns exec` and forked away (daemonized
+    // clients) still hold the namespace; list them by namespace and end them.
+    try {
+      const pids = ip(["netns", "pids", this.name]).split(/\s+/).filter(Boolean);
+      for (const pid of pids) {
+        try {
+          process.kill(Number(pid), "SIGKILL");
+        } catch {
+          /* gone */
+        }
+      }
+    } catch {
+      /* namespace already gone */
+    }
+    try {
+      ip(["netns", "del", this.name]);
+    } catch {
+      /* already gone */
+    }
+  }
+}
+
+/**
+ * Two namespaces joined by a veth pair: `server` gets serverAddr, `client`
+ * gets clientAddr (or none, for DHCP clients). Both ends are up. The server
+ * side also gets a limited-broadcast route, because a namespace has no
+ * default route and Node's dgram cannot bind to a device (DEPENDENCIES.md).
+ */
+export interface VethPair {
+  server: Netns;
+  client: Netns;
+  serverIf: string;
+  clientIf: string;
+  destroy(): Promise<void>;
+}
+
+export function createVethPair(
+  prefix: string,
+  opts: { serverAddr: string; clientAddr?: string },
+): VethPair {
+  const server = Netns.create(`${prefix}s`);
+  let client: Netns | undefined;
+  try {
+    client = Netns.create(`${prefix}c`);
+    const sfx = uniqueSuffix();
+    const serverIf = `gs${sfx}`;
+    const clientIf = `gc${sfx}`;
+    ip(["link", "add", serverIf, "netns", server.name, "type", "veth", "peer", "name", clientIf, "netns", client.name]);
+    server.run("ip", ["addr", "add", opts.serverAddr, "dev", serverIf]);
+    server.run("ip", ["link", "set", serverIf, "up"]);
+    server.run("ip", ["route", "add", "broadcast", "255.255.255.255", "dev", serverIf, "table", "main"]);
+    if (opts.clientAddr) client.run("ip", ["addr", "add", opts.clientAddr, "dev", clientIf]);
+    client.run("ip", ["link", "set", clientIf, "up"]);
+    const c = client;
+    return {
+      server,
+      client: c,
+      serverIf,
+      clientIf,
+      async destroy() {
+        await c.destroy();
+        await server.destroy();
+      },
+    };
+  } catch (err) {
+    void client?.destroy();
+    void server.destroy();
+    throw err;
+  }
+}
