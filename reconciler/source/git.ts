@@ -219,7 +219,13 @@ export class GitRepo {
 
   /** The absolute git directory (`.git` of a working copy, the path of a bare repository). */
   gitDir(): Promise<string> {
-    this.gitDirPromise ??= runGit(["rev-parse", "--absolute-git-dir"], { cwd: this.path }).then((r) => r.stdout.trim());
+    this.gitDirPromise ??= runGit(["rev-parse", "--absolute-git-dir"], { cwd: this.path }).then(
+      (r) => r.stdout.trim(),
+      (err) => {
+        this.gitDirPromise = undefined; // not a repository yet: ask again next time
+        throw err;
+      },
+    );
     return this.gitDirPromise;
   }
 
