@@ -20,8 +20,18 @@ describe.skipIf(!canRunLab())("the end-to-end test guest", () => {
     lab = await Lab.create({ prefix: "payload", bridgeAddr: "10.61.0.1/24" });
     const cfg = join(lab.stateDir, "cfg.txt");
     writeFileSync(cfg, "# rendered for vm-install\nhostname=vm-install\n");
-    listener = await startEventListener(lab, { port: 8080, serve: { "/cfg": cfg } });
-    lab.startDnsmasq({ range: "10.61.0.100,10.61.0.150,1h" });
+    const base = `http://${lab.bridgeIp}:8080`;
+    const script = join(lab.stateDir, "boot.ipxe");
+    writeFileSync(
+      script,
+      `#!ipxe\nkernel ${base}/vmlinuz console=ttyS0 quiet panic=-1 gitrack.events=${base}/events/vm-pxe\ninitrd ${base}/initrd.gz\nboot\n`,
+    );
+    listener = await startEventListener(lab, {
+      port: 8080,
+      serve: { "/cfg": cfg, "/boot.ipxe": script, "/vmlinuz": assets.kernel, "/initrd.gz": assets.initrd },
+    });
+    // Only iPXE gets a boot file; the guest's udhcpc just gets an address.
+    lab.startDnsmasq({ range: "10.61.0.100,10.61.0.150,1h", bootFile: `${base}/boot.ipxe` });
   }, 180_000);
 
   afterAll(async () => {
@@ -85,5 +95,16 @@ describe.skipIf(!canRunLab())("the end-to-end test guest", () => {
     expect(body.inventory.memoryMB).toBeGreaterThan(200);
     expect(body.inventory.memoryMB).toBeLessThanOrEqual(320);
     expect(body.inventory.vendor).toBe("QEMU");
+  }, BOOT_TIMEOUT_MS + 60_000);
+
+  it("without a kernel, boots through the NIC's iPXE ROM from the boot file DHCP names and reports Ready", async () => {
+    const vm = await lab.startVm({ name: "vm-pxe", mac: "52:54:00:61:00:03" });
+    await listener.waitFor((r) => r.url === "/events/vm-pxe" && r.body.includes('"Ready"'), BOOT_TIMEOUT_MS);
+    await vm.waitExit(30_000);
+
+    const gets = listener.requests.filter((r) => r.method === "GET").map((r) => r.url);
+    expect(gets).toEqual(expect.arrayContaining(["/boot.ipxe", "/vmlinuz", "/initrd.gz"]));
+    expect(vm.serial()).toContain("iPXE");
+    expect(vm.serial()).toContain("gitrack-guest: done status=ok");
   }, BOOT_TIMEOUT_MS + 60_000);
 });

@@ -157,7 +157,6 @@ export class Lab {
         "  AdvDefaultLifetime 0;",
         "  MinRtrAdvInterval 3;",
         "  MaxRtrAdvInterval 4;",
-        "  MinDelayBetweenRAs 0.05;",
         "};",
         "",
       ].join("\n"),
