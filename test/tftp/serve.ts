@@ -1,0 +1,29 @@
+// Runs a TftpServer as its own process, for tests and benches that need the
+// server inside a network namespace:
+//   node --import tsx test/tftp/serve.ts [--root DIR] [--bind ADDR] [--port N] [--echo-resolver]
+// Prints one JSON line {"ready":true,"port":N} when listening and the final
+// stats as a JSON line on SIGTERM, then exits.
+// --echo-resolver serves "whoami.txt" as "<client address>\n".
+import { bufferContent, TftpServer } from "../../reconciler/services/tftp/server.js";
+
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+const server = new TftpServer({
+  root: arg("--root"),
+  bindAddress: arg("--bind") ?? "0.0.0.0",
+  port: Number(arg("--port") ?? 69),
+  resolver: process.argv.includes("--echo-resolver")
+    ? async (path, client) => (path === "whoami.txt" ? bufferContent(Buffer.from(`${client.address}\n`)) : undefined)
+    : undefined,
+});
+await server.start();
+process.stdout.write(JSON.stringify({ ready: true, port: server.address().port }) + "\n");
+process.on("SIGTERM", () => {
+  void server.stop().then(() => {
+    process.stdout.write(JSON.stringify({ stats: server.stats() }) + "\n");
+    process.exit(0);
+  });
+});
