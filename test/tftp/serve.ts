@@ -1,9 +1,10 @@
 // Runs a TftpServer as its own process, for tests and benches that need the
 // server inside a network namespace:
-//   node --import tsx test/tftp/serve.ts [--root DIR] [--bind ADDR] [--port N] [--echo-resolver]
+//   node --import tsx test/tftp/serve.ts [--root DIR (default /usr/lib/ipxe)] [--bind ADDR] [--port N] [--echo-resolver]
 // Prints one JSON line {"ready":true,"port":N} when listening and the final
 // stats as a JSON line on SIGTERM, then exits.
 // --echo-resolver serves "whoami.txt" as "<client address>\n".
+import { defaultIpxeAllowOutside, defaultIpxeRoot } from "../../reconciler/services/tftp/root.js";
 import { bufferContent, TftpServer } from "../../reconciler/services/tftp/server.js";
 
 function arg(name: string): string | undefined {
@@ -11,8 +12,11 @@ function arg(name: string): string | undefined {
   return i >= 0 ? process.argv[i + 1] : undefined;
 }
 
+const root = arg("--root");
 const server = new TftpServer({
-  root: arg("--root"),
+  // Without --root: Debian's ipxe folder, as the daemon's default.
+  root: root ?? defaultIpxeRoot(),
+  allowOutside: root === undefined ? defaultIpxeAllowOutside() : [],
   bindAddress: arg("--bind") ?? "0.0.0.0",
   port: Number(arg("--port") ?? 69),
   resolver: process.argv.includes("--echo-resolver")
