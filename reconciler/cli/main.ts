@@ -3,6 +3,8 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import { CliError } from "./repo.js";
 import { runExplain, runInit, runPlan, runRender, runValidate } from "./commands.js";
+import { addServeCommand } from "./serve.js";
+import { addStatusCommand } from "./status.js";
 
 export function buildProgram(out: (s: string) => void, err: (s: string) => void): Command {
   const program = new Command()
@@ -73,6 +75,9 @@ export function buildProgram(out: (s: string) => void, err: (s: string) => void)
       program.setOptionValue("exitCode", await runPlan(o, out));
     });
 
+  const setExit = (code: number) => program.setOptionValue("exitCode", code);
+  addServeCommand(program, setExit);
+  addStatusCommand(program, out, setExit);
   return program;
 }
 

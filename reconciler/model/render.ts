@@ -67,8 +67,8 @@ export function renderContext(model: Model, m: ResolvedMachine, env: BootEnvInfo
       script: bootScriptUrl(base, m.mac),
       kernel: t.kernel ? artifactUrl(base, t.kernel.sha256, t.kernel.url) : undefined,
       initrds: t.initrds.map((i) => artifactUrl(base, i.sha256, i.url)),
-      files: machineFilesUrl(base, opts.token),
-      events: machineEventsUrl(base, opts.token),
+      files: machineFilesUrl(base, m.name, opts.token),
+      events: machineEventsUrl(base, m.name, opts.token),
     },
   };
 }

@@ -24,10 +24,11 @@ export function artifactUrl(base: string, sha256: string, url: string): string {
   return `${base}${CACHE_PREFIX}${sha256}/${encodeURIComponent(name)}`;
 }
 
-export function machineFilesUrl(base: string, token: string): string {
-  return `${base}${MACHINE_PREFIX}${token}/files/`;
+/** `/m/<machine>/<token>/files/`: the machine is named apart from its token, so another machine's token is told apart (403) from none (401). */
+export function machineFilesUrl(base: string, machine: string, token: string): string {
+  return `${base}${MACHINE_PREFIX}${machine}/${token}/files/`;
 }
 
-export function machineEventsUrl(base: string, token: string): string {
-  return `${base}${MACHINE_PREFIX}${token}/events`;
+export function machineEventsUrl(base: string, machine: string, token: string): string {
+  return `${base}${MACHINE_PREFIX}${machine}/${token}/events`;
 }

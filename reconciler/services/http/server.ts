@@ -1,0 +1,137 @@
+// The daemon's HTTP surface, as separate fastify plugins that never share a
+// scope: boot routes (public: what firmware and iPXE fetch, no secrets),
+// machine routes (a machine's token in the path), the read-only API (bearer
+// token), the Git webhook (HMAC) and operations (health, metrics).
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import fastifyStatic from "@fastify/static";
+import { timingSafeEqual } from "node:crypto";
+
+/** What a request gets from the daemon; `status` other than 200 carries a message. */
+export type Answer = { status: 200; body: string; contentType?: string } | { status: number; message: string };
+
+export interface HttpBackend {
+  bootScript(mac: string, remote: string): Answer;
+  machineFile(machine: string, token: string | undefined, name: string, remote: string): Answer;
+  machineEvent(machine: string, token: string | undefined, body: Record<string, unknown>, remote: string): Promise<Answer>;
+  /** Path (under cacheDir) of a verified artifact, fetching it first if needed; undefined when unknown. */
+  artifact(sha256: string): Promise<string | undefined>;
+  readonly cacheDir: string;
+  health(): { ok: boolean; [k: string]: unknown };
+  metrics(): string;
+  apiSites(): unknown;
+  apiMachines(): unknown;
+  apiMachine(name: string): unknown | undefined;
+  webhook(rawBody: Buffer, signature: string | undefined): Promise<Answer>;
+}
+
+export interface HttpOptions {
+  apiToken: string;
+  logger: unknown;
+}
+
+function send(reply: FastifyReply, a: Answer): FastifyReply {
+  if ("body" in a) return reply.type(a.contentType ?? "text/plain; charset=utf-8").send(a.body);
+  return reply.code(a.status).type("text/plain; charset=utf-8").send(a.message + "\n");
+}
+
+function bearerOk(req: FastifyRequest, token: string): boolean {
+  const h = req.headers.authorization;
+  if (!h || !h.startsWith("Bearer ")) return false;
+  const given = Buffer.from(h.slice(7));
+  const want = Buffer.from(token);
+  return given.length === want.length && timingSafeEqual(given, want);
+}
+
+export async function buildHttpServer(backend: HttpBackend, opts: HttpOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    // Requests are counted, not logged one by one: the daemon logs what matters.
+    loggerInstance: opts.logger as FastifyBaseLogger,
+    bodyLimit: 1024 * 1024,
+    trustProxy: false,
+  });
+  let requests = 0;
+  app.addHook("onRequest", async () => {
+    requests++;
+  });
+  app.decorate("requestCount", () => requests);
+
+  // Installers post form bodies too (busybox wget, curl -d).
+  app.addContentTypeParser("application/x-www-form-urlencoded", { parseAs: "string" }, (_req, body, done) => {
+    done(null, Object.fromEntries(new URLSearchParams(String(body))));
+  });
+  app.addContentTypeParser("text/plain", { parseAs: "string" }, (_req, body, done) => {
+    try {
+      done(null, JSON.parse(String(body)));
+    } catch {
+      done(null, { message: String(body) });
+    }
+  });
+
+  // --- boot: public, read-only, no secrets --------------------------------
+  await app.register(async (boot) => {
+    await boot.register(fastifyStatic, { root: backend.cacheDir, serve: false });
+    boot.get<{ Params: { mac: string } }>("/boot/:mac", async (req, reply) => {
+      const m = /^([0-9a-fA-F]{2}(?:[-:][0-9a-fA-F]{2}){5})\.ipxe$/.exec(req.params.mac);
+      if (!m) return reply.code(404).send("not found\n");
+      return send(reply, backend.bootScript(m[1]!.toLowerCase().replace(/-/g, ":"), req.ip));
+    });
+    boot.get<{ Params: { sha: string; name: string } }>("/cache/:sha/:name", async (req, reply) => {
+      if (!/^[0-9a-f]{64}$/.test(req.params.sha)) return reply.code(404).send("not found\n");
+      const path = await backend.artifact(req.params.sha);
+      if (!path) return reply.code(404).send("not found\n");
+      return reply.sendFile(req.params.sha, backend.cacheDir, { cacheControl: true, maxAge: 3600_000, immutable: true });
+    });
+  });
+
+  // --- machines: everything here needs that machine's token ---------------
+  await app.register(async (machines) => {
+    type P = { machine: string; token?: string; name?: string };
+    const file = async (req: FastifyRequest<{ Params: P }>, reply: FastifyReply) =>
+      send(reply, backend.machineFile(req.params.machine, req.params.token, req.params.name ?? "", req.ip));
+    machines.get("/m/:machine/:token/files/:name", file);
+    machines.get("/m/:machine/files/:name", file);
+    const event = async (req: FastifyRequest<{ Params: P }>, reply: FastifyReply) => {
+      const body = { ...((req.query as Record<string, unknown>) ?? {}), ...((req.body as Record<string, unknown> | undefined) ?? {}) };
+      return send(reply, await backend.machineEvent(req.params.machine, req.params.token, body, req.ip));
+    };
+    for (const path of ["/m/:machine/:token/events", "/m/:machine/events"]) {
+      machines.post(path, event);
+      // iPXE can only GET; discovery reports as query parameters.
+      machines.get(path, event);
+    }
+  });
+
+  // --- API: bearer token ---------------------------------------------------
+  await app.register(
+    async (api) => {
+      api.addHook("onRequest", async (req, reply) => {
+        if (req.url.startsWith("/api/v1/hooks/")) return;
+        if (!bearerOk(req, opts.apiToken)) {
+          reply.code(401).header("www-authenticate", "Bearer").send({ error: "a valid bearer token is required" });
+        }
+      });
+      api.get("/sites", async () => backend.apiSites());
+      api.get("/machines", async () => backend.apiMachines());
+      api.get<{ Params: { name: string } }>("/machines/:name", async (req, reply) => {
+        const m = backend.apiMachine(req.params.name);
+        if (m === undefined) return reply.code(404).send({ error: `no machine ${req.params.name}` });
+        return m;
+      });
+      api.addContentTypeParser("application/json", { parseAs: "buffer" }, (_req, body, done) => done(null, body));
+      api.post("/hooks/git", async (req, reply) => {
+        const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.from(JSON.stringify(req.body ?? ""));
+        const sig = req.headers["x-hub-signature-256"];
+        return send(reply, await backend.webhook(raw, Array.isArray(sig) ? sig[0] : sig));
+      });
+    },
+    { prefix: "/api/v1" },
+  );
+
+  // --- operations ----------------------------------------------------------
+  app.get("/healthz", async (_req, reply) => {
+    const h = backend.health();
+    return reply.code(h.ok ? 200 : 503).send(h);
+  });
+  app.get("/metrics", async (_req, reply) => reply.type("text/plain; version=0.0.4").send(backend.metrics() + `gitrack_http_requests_total ${requests}\n`));
+  return app;
+}
