@@ -90,24 +90,28 @@ export async function proposalsNotIn(repo: GitRepo, head: string, base: string):
 }
 
 /**
- * After a rejected push: puts our proposals (what our branch adds over its
- * fork point with theirs) on top of their head, so both sides' proposals survive.
+ * After a rejected push: combines our proposals and theirs on top of the
+ * tracked branch's commit. The result descends from their head (so the push
+ * is a fast-forward, nothing is forced) and from `tracked` (so merging it into
+ * the tracked branch is still a fast-forward). Where both propose a path, ours wins.
  */
-export async function rebaseDiscoveredOnto(repo: GitRepo, ref: string, theirs: string): Promise<void> {
+export async function rebaseDiscoveredOnto(repo: GitRepo, ref: string, theirs: string, tracked: string): Promise<void> {
   const ours = await repo.resolve(ref);
-  if (!ours || (await repo.isAncestor(ours, theirs))) {
+  if (ours && (await repo.isAncestor(theirs, ours))) return;
+  const theirsOnTracked = await repo.isAncestor(tracked, theirs);
+  if (!ours || ((await repo.isAncestor(ours, theirs)) && theirsOnTracked)) {
     await repo.updateRef(ref, theirs, ours, "discovered: take remote state");
     return;
   }
-  if (await repo.isAncestor(theirs, ours)) return;
-  const fork = await repo.mergeBase(ours, theirs);
-  const changes = fork ? await repo.diffPaths(fork, ours) : (await repo.listFiles(ours)).map((f) => ({ ...f, status: "A" as const }));
-  const kept = changes.filter((c) => c.status !== "D");
-  const blobs = await repo.readBlobs(kept.map((c) => c.oid!));
-  const files = new Map<string, string>(kept.map((c) => [c.path, blobs.get(c.oid!)!]));
-  const tree = await repo.writeTree(files, { base: theirs });
-  const info = await repo.commitInfo(ours);
-  const target = tree === (await repo.treeOf(theirs)) ? theirs : await repo.commitTree(tree, [theirs], info.message);
+  const files = await proposalsNotIn(repo, theirs, tracked);
+  for (const [path, content] of await proposalsNotIn(repo, ours, tracked)) files.set(path, content);
+  const tree = await repo.writeTree(files, { base: tracked });
+  const parents = theirsOnTracked ? [theirs] : [theirs, tracked];
+  const paths = [...files.keys()].sort().map((p) => `  ${p}`).join("\n");
+  const target =
+    parents.length === 1 && tree === (await repo.treeOf(theirs))
+      ? theirs
+      : await repo.commitTree(tree, parents, `discovered: combine proposals with the remote's\n\n${paths}\n`);
   if (!(await repo.updateRef(ref, target, ours, "discovered: rebuilt on remote state"))) {
     throw new Error(`${ref} moved while rebuilding it on the remote state`);
   }

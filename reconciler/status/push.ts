@@ -15,12 +15,15 @@ export function remoteCopyRef(ref: string): string {
 }
 
 /** Puts our `ref` on top of the remote's copy at `theirs`, by the kind of ref. */
-async function rebuildOnto(repo: GitRepo, ref: string, theirsRef: string): Promise<void> {
+async function rebuildOnto(repo: GitRepo, ref: string, theirsRef: string, tracked: string | undefined): Promise<void> {
   const theirs = await repo.resolve(theirsRef);
   if (!theirs) return;
   if (ref.startsWith("refs/notes/")) return mergeNotes(repo, ref, theirsRef);
   if (ref.startsWith("refs/heads/gitrack/status/")) return rebaseStatusOnto(repo, ref, theirs);
-  if (ref.startsWith("refs/heads/gitrack/discovered/")) return rebaseDiscoveredOnto(repo, ref, theirs);
+  if (ref.startsWith("refs/heads/gitrack/discovered/")) {
+    if (!tracked) throw new Error(`cannot rebuild ${ref}: the tracked branch has not been fetched`);
+    return rebaseDiscoveredOnto(repo, ref, theirs, tracked);
+  }
   throw new Error(`no rule to rebuild ${ref} on the remote state`);
 }
 
@@ -45,7 +48,8 @@ export async function pushStatus(remote: RemoteSource, refs: string[], opts: Pus
     attempts: opts.attempts,
     rebuild: async (rejected) => {
       await remote.fetchRefs(rejected.map((ref) => `+${ref}:${remoteCopyRef(ref)}`));
-      for (const ref of rejected) await rebuildOnto(remote.repo, ref, remoteCopyRef(ref));
+      const tracked = await remote.repo.resolve(remote.ref);
+      for (const ref of rejected) await rebuildOnto(remote.repo, ref, remoteCopyRef(ref), tracked);
     },
   });
 }
