@@ -321,7 +321,8 @@ export class GitRepo {
   /** Author, committer, parents and message of one commit. */
   async commitInfo(oid: string): Promise<CommitInfo> {
     checkRev(oid);
-    const full = await this.resolve(oid);
+    // A full object id needs no rev-parse: the batch reader answers directly.
+    const full = /^([0-9a-f]{40}|[0-9a-f]{64})$/.test(oid) ? oid : await this.resolve(oid);
     if (!full) throw new GitError(["cat-file", "commit", oid], undefined, `commit ${oid} not found`);
     const obj = (await this.catFile().read([full])).get(full);
     if (!obj || obj.type !== "commit") throw new GitError(["cat-file", "commit", full], undefined, "not a commit");

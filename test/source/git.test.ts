@@ -93,6 +93,14 @@ describe("GitRepo", () => {
     await repo.close();
   });
 
+  it("refuses to read a missing blob instead of returning nothing", async () => {
+    const dir = makeWorkingRepo();
+    const repo = new GitRepo(dir);
+    await expect(repo.readBlobs(["0123456789012345678901234567890123456789"])).rejects.toThrow(/missing/);
+    expect(await repo.readBlob("0123456789012345678901234567890123456789")).toBeUndefined();
+    await repo.close();
+  });
+
   it("tells whether one commit is an ancestor of another", async () => {
     const dir = makeWorkingRepo();
     const a = sh(dir, "rev-parse", "HEAD");

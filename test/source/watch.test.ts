@@ -70,6 +70,20 @@ describe("watchLocalBranch", () => {
     }
   });
 
+  it("watches a branch through a linked worktree, whose refs live in the main repository", async () => {
+    const main = makeWorkingRepo();
+    const linked = join(tempDir("gitrack-wt-"), "wt");
+    sh(main, "worktree", "add", "-q", "-b", "site-a", linked);
+    const seen: string[] = [];
+    const w = await watchLocalBranch(linked, "site-a", (c) => seen.push(c), { pollMs: 0 });
+    try {
+      const next = commitFiles(linked, { "w.yaml": "w\n" }, "in worktree");
+      await until(() => seen.includes(next));
+    } finally {
+      await w.close();
+    }
+  });
+
   it("notices a change through the poll when file events are not seen", async () => {
     const dir = makeWorkingRepo();
     const seen: string[] = [];
