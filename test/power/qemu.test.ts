@@ -2,9 +2,11 @@
 // starts is on a tap enslaved to the bridge with the machine's MAC, a
 // restarted daemon (a second driver instance) adopts it, and power-off ends
 // it and removes the tap.
+import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createPowerDrivers, qemuTapName, type PowerDriver, type PowerLogger, type PowerTarget } from "../../reconciler/power/index.js";
 import { Lab, canRunLab } from "../e2e/lib/lab.js";
@@ -112,6 +114,22 @@ describe.skipIf(!canRunLab())("the qemu power driver", () => {
     expect(await restarted.status(target)).toBe("on");
     await restarted.powerOn(target);
     expect(qemuPidsNamed(target.machine)).toEqual(before);
+  });
+
+  it("keeps a VM running after the daemon that started it exits, and a new daemon adopts it", async () => {
+    const other: PowerTarget = { machine: "r1-n02", macs: ["52:54:00:63:00:02"], spec: { driver: "qemu", bridge: "br0", memoryMB: 128 } };
+    const script = join(dirname(fileURLToPath(import.meta.url)), "power-on-and-exit.ts");
+    execFileSync(process.execPath, ["--import", "tsx", script, stateDir, lab.name, other.machine, other.macs[0]], {
+      cwd: join(dirname(fileURLToPath(import.meta.url)), "../.."),
+      stdio: "pipe",
+    });
+    const before = qemuPidsNamed(other.machine);
+    expect(before).toHaveLength(1);
+    expect(await driver.status(other)).toBe("on");
+    await driver.powerOn(other);
+    expect(qemuPidsNamed(other.machine)).toEqual(before);
+    await driver.powerOff(other);
+    expect(qemuPidsNamed(other.machine)).toEqual([]);
   });
 
   it("powers the VM off by PID, removes its tap and then reports off", async () => {
