@@ -4,6 +4,7 @@
 // socket (its TID, RFC 1350 section 4).
 import dgram from "node:dgram";
 import { isIPv6 } from "node:net";
+import path from "node:path";
 import {
   decodePacket,
   encodeData,
@@ -52,7 +53,10 @@ export interface TftpLogger {
 export interface TftpServerOptions {
   /** Folder served read-only. Default: defaultIpxeRoot() when neither root nor resolver is given. */
   root?: string;
-  /** Real paths of single files outside the root that symlinks inside it may point to. */
+  /**
+   * Real paths of single files outside the root that symlinks inside it may
+   * point to. Default: defaultIpxeAllowOutside() when the root is defaultIpxeRoot(), else none.
+   */
   allowOutside?: string[];
   resolver?: TftpResolver;
   port?: number;
@@ -166,7 +170,10 @@ export class TftpServer {
     this.resolver = options.resolver;
     const useDefault = options.root === undefined && options.resolver === undefined;
     this.root = useDefault ? defaultIpxeRoot() : options.root;
-    this.allowOutside = new Set(options.allowOutside ?? (useDefault ? defaultIpxeAllowOutside() : []));
+    // Debian's ipxe.efi/ipxe.lkrn are links into /boot: allowed when serving that folder.
+    const ipxeRoot = defaultIpxeRoot();
+    const servesIpxe = this.root !== undefined && ipxeRoot !== undefined && path.resolve(this.root) === ipxeRoot;
+    this.allowOutside = new Set(options.allowOutside ?? (servesIpxe ? defaultIpxeAllowOutside() : []));
     this.log = options.logger ?? noopLogger;
     this.counters = {
       requests: 0,
