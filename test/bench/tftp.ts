@@ -122,7 +122,11 @@ async function waitServing(client: Netns, root: string, out: string): Promise<vo
   throw new Error("TFTP server did not serve probe.bin");
 }
 
-export async function benchTftp(): Promise<TftpBenchRow[]> {
+/** All rows by default; `servers`/`runs` narrow it for a quick look. */
+export async function benchTftp(
+  opts: { servers?: Array<TftpBenchRow["server"]>; runs?: number } = {},
+): Promise<TftpBenchRow[]> {
+  const runs = opts.runs ?? RUNS;
   const rows: TftpBenchRow[] = [];
   const work = mkdtempSync(path.join(tmpdir(), "gt-tftpbench-"));
   const root = path.join(work, "root");
@@ -137,14 +141,14 @@ export async function benchTftp(): Promise<TftpBenchRow[]> {
     writeFileSync(path.join(root, "probe.bin"), randomBytes(20_000), { mode: 0o644 });
     const want = sha256(path.join(root, "big.bin"));
 
-    for (const server of ["gitrack", "tftpd-hpa"] as const) {
+    for (const server of opts.servers ?? (["gitrack", "tftpd-hpa"] as const)) {
       const child = server === "gitrack" ? await startGitrack(pair.server, root) : await startTftpdHpa(pair.server, root);
       try {
         await waitServing(pair.client, root, out);
         for (const pin of ["split", "same"] as const) {
           for (const c of CLIENTS) {
             const times: number[] = [];
-            for (let i = 0; i < RUNS; i++) {
+            for (let i = 0; i < runs; i++) {
               rmSync(out, { force: true });
               await waitQuiet();
               const t0 = process.hrtime.bigint();
@@ -172,9 +176,10 @@ export async function benchTftp(): Promise<TftpBenchRow[]> {
   return rows;
 }
 
-// Run directly: node --import tsx test/bench/tftp.ts
+// Run directly: node --import tsx test/bench/tftp.ts [gitrack|tftpd-hpa]...
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  benchTftp().then(
+  const servers = process.argv.slice(2).filter((a): a is TftpBenchRow["server"] => a === "gitrack" || a === "tftpd-hpa");
+  benchTftp(servers.length > 0 ? { servers } : {}).then(
     (rows) => console.table(rows),
     (err: unknown) => {
       console.error(err);

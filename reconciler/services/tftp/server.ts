@@ -391,7 +391,7 @@ class Transfer {
         this.sendOack();
       } else {
         this.state = "data";
-        await this.sendWindow();
+        this.sendWindow();
       }
     } catch (err) {
       this.log.error({ client: this.client, file: filename, err: (err as Error).message }, "tftp: transfer error");
@@ -438,7 +438,11 @@ class Transfer {
   }
 
   private openSocket(): Promise<void> {
-    const socket = dgram.createSocket(isIPv6(this.opts.bindAddress) ? "udp6" : "udp4");
+    const socket = dgram.createSocket({
+      type: isIPv6(this.opts.bindAddress) ? "udp6" : "udp4",
+      // Peers are always literal addresses: skip the resolver on every send.
+      lookup: (address, _opts, cb) => cb(null, address, isIPv6(address) ? 6 : 4),
+    });
     this.socket = socket;
     socket.on("message", (msg, rinfo) => this.onMessage(msg, rinfo));
     socket.on("error", (err) => {
@@ -449,9 +453,7 @@ class Transfer {
 
   private send(buf: Buffer, to: TftpClient = this.client): void {
     if (!this.socket) return;
-    this.socket.send(buf, to.port, to.address, (err) => {
-      if (err) this.log.debug({ client: to, err: err.message }, "tftp: send failed");
-    });
+    this.socket.send(buf, to.port, to.address);
   }
 
   private sendError(code: number, message: string): void {
@@ -464,9 +466,17 @@ class Transfer {
     return this.neg.timeoutMs * Math.min(8, 2 ** this.attempts);
   }
 
+  private armedMs = 0;
+
   private arm(): void {
+    const ms = this.currentTimeout();
+    if (this.timer && this.armedMs === ms) {
+      this.timer.refresh(); // cheaper than a new timer per block
+      return;
+    }
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.onTimeout(), this.currentTimeout());
+    this.armedMs = ms;
+    this.timer = setTimeout(() => this.onTimeout(), ms);
   }
 
   private onTimeout(): void {
@@ -479,7 +489,7 @@ class Transfer {
     }
     this.server.count("retransmits");
     if (this.state === "oack") this.sendOack();
-    else void this.sendWindow();
+    else this.sendWindow();
   }
 
   private sendOack(): void {
@@ -487,36 +497,54 @@ class Transfer {
     this.arm();
   }
 
-  /** Block n's bytes, from a read-ahead buffer refilled in large reads. */
-  private async block(n: number): Promise<Buffer> {
-    const content = this.content!;
+  /** Block n's bytes when the read-ahead buffer holds them, else undefined. */
+  private cachedBlock(n: number): Buffer | undefined {
     const offset = (n - 1) * this.neg.blksize;
-    const length = Math.max(0, Math.min(this.neg.blksize, content.size - offset));
+    const length = Math.max(0, Math.min(this.neg.blksize, this.content!.size - offset));
     const c = this.cache;
+    if (length === 0) return Buffer.alloc(0);
     if (offset >= c.offset && offset + length <= c.offset + c.data.length) {
       return c.data.subarray(offset - c.offset, offset - c.offset + length);
     }
-    if (length === 0) return Buffer.alloc(0);
-    const want = Math.max(READAHEAD_BYTES, this.neg.blksize * this.neg.windowsize);
-    const data = await content.read(offset, Math.min(want, content.size - offset));
-    this.cache = { offset, data };
-    return data.subarray(0, Math.min(length, data.length));
+    return undefined;
   }
 
-  /** Sends blocks base .. base+windowsize-1 (RFC 7440 section 4), then waits for an ACK. */
-  private async sendWindow(): Promise<void> {
+  /** Refills the read-ahead buffer from block n on, in one large read. */
+  private async fill(n: number): Promise<void> {
+    const content = this.content!;
+    const offset = (n - 1) * this.neg.blksize;
+    const want = Math.max(READAHEAD_BYTES, this.neg.blksize * this.neg.windowsize);
+    const data = await content.read(offset, Math.max(0, Math.min(want, content.size - offset)));
+    this.cache = { offset, data };
+  }
+
+  /**
+   * Sends blocks base .. base+windowsize-1 (RFC 7440 section 4), then waits
+   * for an ACK. Synchronous while the read-ahead buffer holds the window, so
+   * the common path costs no promise round trip.
+   */
+  private sendWindow(): void {
     const generation = ++this.sendGeneration;
     const last = Math.min(this.base + this.neg.windowsize - 1, this.lastBlock);
-    const blocks: Buffer[] = [];
     for (let n = this.base; n <= last; n++) {
-      const data = await this.block(n);
-      if (generation !== this.sendGeneration || this.state !== "data") return;
-      blocks.push(encodeData(n, data));
+      if (this.cachedBlock(n) === undefined) {
+        this.fill(n).then(
+          () => {
+            if (generation === this.sendGeneration && this.state === "data") this.sendWindow();
+          },
+          (err: unknown) => {
+            this.log.error({ client: this.client, file: this.path, err: (err as Error).message }, "tftp: read failed");
+            this.fail(ErrorCode.NOT_DEFINED, "read error", "read error");
+          },
+        );
+        return;
+      }
     }
-    for (const b of blocks) {
-      this.send(b);
+    for (let n = this.base; n <= last; n++) {
+      const data = this.cachedBlock(n)!;
+      this.send(encodeData(n, data));
       this.server.count("blocksSent");
-      this.server.count("bytesSent", b.length - 4);
+      this.server.count("bytesSent", data.length);
     }
     this.sentUpTo = Math.max(this.sentUpTo, last);
     this.arm();
@@ -567,7 +595,7 @@ class Transfer {
       if (wireBlock !== 0) return;
       this.state = "data";
       this.attempts = 0;
-      void this.sendWindow();
+      this.sendWindow();
       return;
     }
     if (this.state !== "data") return;
@@ -587,7 +615,7 @@ class Transfer {
     }
     this.base = acked + 1;
     this.attempts = 0;
-    void this.sendWindow();
+    this.sendWindow();
   }
 
   private fail(code: number, message: string, reason: string): void {
