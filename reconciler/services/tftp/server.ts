@@ -438,10 +438,11 @@ class Transfer {
   }
 
   private openSocket(): Promise<void> {
+    const family = isIPv6(this.opts.bindAddress) ? 6 : 4;
     const socket = dgram.createSocket({
-      type: isIPv6(this.opts.bindAddress) ? "udp6" : "udp4",
-      // Peers are always literal addresses: skip the resolver on every send.
-      lookup: (address, _opts, cb) => cb(null, address, isIPv6(address) ? 6 : 4),
+      type: family === 6 ? "udp6" : "udp4",
+      // The peer is always a literal address: skip the resolver on every send.
+      lookup: (address, _opts, cb) => cb(null, address, family),
     });
     this.socket = socket;
     socket.on("message", (msg, rinfo) => this.onMessage(msg, rinfo));
