@@ -109,13 +109,19 @@ describe.skipIf(!haveClients)("TFTP server on loopback with real clients", () =>
     expect(readFileSync(o("text.txt"), "utf8")).toBe("line one\nline two\r\nlast\n");
   });
 
-  it("rolls block numbers over past 65535 on a 40 MB file at blksize 512", async () => {
+  it("rolls block numbers over past 65535 on a 40 MB file at blksize 512, stop-and-wait and windowed", async () => {
     const big = path.join(root, "big40.bin");
     writeFileSync(big, randomBytes(40 * 1000 * 1000));
     try {
+      const want = sha256(big);
       const r = await busyboxGet(undefined, HOST, port, "big40.bin", o("big40.bin"), 512);
       expect(r.ok, r.stderr).toBe(true);
-      expect(sha256(o("big40.bin"))).toBe(sha256(big));
+      expect(sha256(o("big40.bin"))).toBe(want);
+      // Windowed too: ACKs of blocks on both sides of the wrap map to the right window.
+      rmSync(o("big40.bin"));
+      const w = await atftpGet(undefined, HOST, port, "big40.bin", o("big40.bin"), { blksize: 512, windowsize: 16 });
+      expect(w.ok, w.stderr).toBe(true);
+      expect(sha256(o("big40.bin"))).toBe(want);
     } finally {
       rmSync(big, { force: true });
       rmSync(o("big40.bin"), { force: true });
@@ -289,6 +295,29 @@ describe("TFTP server protocol behaviour", () => {
     } finally {
       await peer.close();
       await slow.stop();
+    }
+  });
+
+  it("answers 'server busy' beyond maxTransfers and serves again once a transfer ends", async () => {
+    const one = new TftpServer({ root, port: 0, bindAddress: HOST, maxTransfers: 1 });
+    await one.start();
+    const a = await RawPeer.open();
+    const b = await RawPeer.open();
+    try {
+      a.send(encodeRequest("RRQ", "small.bin", "octet"), one.address().port);
+      const first = await a.next();
+      expect(first?.packet).toMatchObject({ op: "DATA", block: 1 });
+      b.send(encodeRequest("RRQ", "small.bin", "octet"), one.address().port);
+      expect((await b.next())?.packet).toMatchObject({ op: "ERROR", code: 0 });
+      a.send(encodeError(0, "done"), first!.from.port);
+      await a.drain(100);
+      b.send(encodeRequest("RRQ", "small.bin", "octet"), one.address().port);
+      expect((await b.next())?.packet).toMatchObject({ op: "DATA", block: 1 });
+      expect(one.stats().busy).toBe(1);
+    } finally {
+      await a.close();
+      await b.close();
+      await one.stop();
     }
   });
 
