@@ -147,7 +147,7 @@ async function loopbackDemo(repo: string, stateDir: string): Promise<void> {
 
 function spawnSyncText(cmd: string, args: string[]): string {
   const r = spawnSync(cmd, args, { encoding: "utf8" });
-  return (r.stdout ?? "") + (r.stderr ?? "");
+  return `${r.stdout ?? ""}${r.stderr ?? ""}(exit ${r.status})`;
 }
 
 main().catch((err) => {

@@ -34,7 +34,7 @@ export function addStatusCommand(program: Command, out: (s: string) => void, set
           if (!commit) throw new CliError(`no status branch gitrack/status/${site}`);
           const files = (await repo.listFiles(commit, { exts: [".yaml"] })).filter((f) => f.path.startsWith("machines/"));
           const blobs = await repo.readBlobs(files.map((f) => f.oid));
-          const machines = files.map((f) => jsyaml.load(blobs.get(f.oid) ?? "") as StatusDoc).sort((a, b) => (a.metadata.name < b.metadata.name ? -1 : 1));
+          const machines = files.map((f) => jsyaml.load(blobs.get(f.oid) ?? "", { schema: jsyaml.CORE_SCHEMA }) as StatusDoc).sort((a, b) => (a.metadata.name < b.metadata.name ? -1 : 1));
           const siteFile = await repo.readBlobs([(await repo.listFiles(commit)).find((f) => f.path === "site.yaml")?.oid ?? ""]).catch(() => new Map());
           const siteDoc = jsyaml.load([...siteFile.values()][0] ?? "{}") as { metadata?: { annotations?: Record<string, string> } } | undefined;
           all.push({ site, commit, desired: siteDoc?.metadata?.annotations?.["gitrack.io/desired-commit"], machines });

@@ -753,11 +753,25 @@ export class Daemon implements HttpBackend {
         await this.observed.put(name, { ...o, power: { ...o.power, key, done: true } });
         continue;
       }
-      const state = await powerDriverFor(this.power, this.powerTarget(m)).status(this.powerTarget(m)).catch(() => "unknown" as const);
+      const driver = powerDriverFor(this.power, this.powerTarget(m));
+      const state = await driver.status(this.powerTarget(m)).catch(() => "unknown" as const);
       const happened = o.power.action === "off" ? state !== "on" : state !== "off";
-      this.log.info({ machine: name, action: o.power.action, state, repeat: !happened }, "interrupted power action settled");
-      if (happened) await this.observed.put(name, { ...o, power: { ...o.power, key, done: true } });
-      else await this.observed.put(name, { ...o, power: undefined });
+      this.log.info({ machine: name, action: o.power.action, state, completed: happened }, "interrupted power action settled");
+      if (!happened) {
+        // A cycle cut between its off and its on, or an on/off never sent:
+        // finish that same action rather than starting a new one.
+        try {
+          if (o.power.action === "off") await driver.powerOff(this.powerTarget(m));
+          else await driver.powerOn(this.powerTarget(m), { bootDevice: "pxe" });
+          this.log.info({ machine: name, action: o.power.action }, "interrupted power action completed");
+        } catch (err) {
+          const msg = err instanceof Error ? err.message : String(err);
+          this.log.error({ machine: name, action: o.power.action, err: msg }, "completing an interrupted power action failed");
+          await this.observed.put(name, { ...o, power: { ...o.power, key, error: msg } });
+          continue;
+        }
+      }
+      await this.observed.put(name, { ...o, power: { ...o.power, key, done: true } });
     }
   }
 }
