@@ -256,7 +256,7 @@ export class TftpServer {
     }
     if (packet.op === "WRQ") {
       this.counters.writeRefused++;
-      this.log.info({ client, file: packet.filename }, "tftp: write request refused");
+      this.log.info({ client, file: packet.filename.slice(0, 200) }, "tftp: write request refused");
       this.sendFromMain(client, ErrorCode.ACCESS_VIOLATION, "server is read-only");
       return;
     }
@@ -333,7 +333,7 @@ class Transfer {
   private state: TransferState = "opening";
   private content: TftpContent | undefined;
   private path = "";
-  private neg: Negotiated = { blksize: DEFAULT_BLKSIZE, windowsize: 1, timeoutMs: 1000, clientTimeout: false, oack: [] };
+  private neg: Negotiated;
   private lastBlock = 0;
   /** First block not yet acknowledged (blocks count from 1, never wrap here). */
   private base = 1;
@@ -352,7 +352,9 @@ class Transfer {
     private readonly client: TftpClient,
     private readonly log: TftpLogger,
     private readonly opts: { bindAddress: string; maxBlksize: number; maxWindowsize: number; retries: number; timeoutMs: number; maxNetasciiBytes: number },
-  ) {}
+  ) {
+    this.neg = { blksize: DEFAULT_BLKSIZE, windowsize: 1, timeoutMs: opts.timeoutMs, clientTimeout: false, oack: [] };
+  }
 
   async run(filename: string, mode: string, options: TftpOption[]): Promise<void> {
     try {
@@ -367,7 +369,7 @@ class Transfer {
         return;
       }
       if (!found.ok) {
-        this.log.info({ client: this.client, file: filename, reason: found.reason }, "tftp: request refused");
+        this.log.info({ client: this.client, file: filename.slice(0, 200), reason: found.reason }, "tftp: request refused");
         this.sendError(found.code, found.message);
         this.end(false);
         return;
@@ -394,7 +396,7 @@ class Transfer {
         this.sendWindow();
       }
     } catch (err) {
-      this.log.error({ client: this.client, file: filename, err: (err as Error).message }, "tftp: transfer error");
+      this.log.error({ client: this.client, file: filename.slice(0, 200), err: (err as Error).message }, "tftp: transfer error");
       this.fail(ErrorCode.NOT_DEFINED, "internal error", "internal error");
     }
   }
