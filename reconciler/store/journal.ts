@@ -178,7 +178,8 @@ export class JournalStore<V> {
    * the promise resolves when the record is on disk.
    */
   put(key: string, value: V): Promise<void> {
-    this.assertOpen();
+    const bad = this.unusable();
+    if (bad) return Promise.reject(bad);
     const line = JSON.stringify({ k: key, v: value });
     this.map.set(key, value);
     return this.enqueue(line);
@@ -186,14 +187,16 @@ export class JournalStore<V> {
 
   /** Removes key; resolves when the removal is on disk. */
   delete(key: string): Promise<void> {
-    this.assertOpen();
+    const bad = this.unusable();
+    if (bad) return Promise.reject(bad);
     this.map.delete(key);
     return this.enqueue(JSON.stringify({ k: key, d: 1 }));
   }
 
   /** Writes a snapshot of the current state and empties the journal. */
   async compact(): Promise<void> {
-    this.assertOpen();
+    const bad = this.unusable();
+    if (bad) throw bad;
     await this.quiesce();
     await this.compactNow();
   }
@@ -206,9 +209,10 @@ export class JournalStore<V> {
     await this.journal.close();
   }
 
-  private assertOpen(): void {
-    if (this.closed) throw new Error(`store ${this.name} is closed`);
-    if (this.failed) throw new Error(`store ${this.name} failed earlier: ${this.failed.message}`);
+  private unusable(): Error | null {
+    if (this.closed) return new Error(`store ${this.name} is closed`);
+    if (this.failed) return new Error(`store ${this.name} failed earlier: ${this.failed.message}`);
+    return null;
   }
 
   private enqueue(line: string): Promise<void> {

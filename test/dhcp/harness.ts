@@ -1,6 +1,6 @@
 // Test harness: runs the DHCP server (test/dhcp/run-server.ts) inside a
 // namespace as a child process and talks to it over its stdin/stdout.
-import { mkdtempSync, readFileSync, writeFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -19,6 +19,7 @@ export interface ServerSpec {
   options: { stateDir: string; port?: number; proxyPort?: number | false; bindAddress?: string; serverAddressSocket?: boolean; leases?: { sync?: boolean; offerHoldMs?: number } };
   config: SpecConfig;
   logLevel?: string;
+  reportSeen?: boolean;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -134,6 +135,13 @@ export async function startServer(ns: Netns, spec: ServerSpec, workDir: string):
   const proc = new ServerProcess(child);
   await proc.waitFor((e) => e.event === "ready", 30_000);
   return proc;
+}
+
+/** Is `cmd` on PATH? */
+export function hasCommand(cmd: string): boolean {
+  return (process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin")
+    .split(":")
+    .some((d) => d !== "" && existsSync(join(d, cmd)));
 }
 
 export function tempDir(prefix: string): { path: string; remove(): void } {

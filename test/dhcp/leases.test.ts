@@ -83,6 +83,16 @@ describe("lease table", () => {
     await t.close();
   });
 
+  it("shows one client's lease or offer without listing the table", async () => {
+    const { t } = await table();
+    const ip = t.offer(A, pool(), reservedBy, {})!;
+    expect(t.infoOf(A)).toMatchObject({ ip, state: "offered", subnet: "prov" });
+    await t.commit(A, ip, pool(), 600, "a");
+    expect(t.infoOf(A)).toMatchObject({ ip, state: "bound", hostname: "a" });
+    expect(t.infoOf(B)).toBeUndefined();
+    await t.close();
+  });
+
   it("keeps a released address for its client when it comes back", async () => {
     const { t } = await table();
     await t.commit(A, "10.0.0.103", pool(), 600);

@@ -3,7 +3,7 @@
 // test/dhcp/run-server.ts SPEC.json`). SPEC.json: { options: {stateDir,
 // port?, proxyPort?, bindAddress?, leases?}, config: DhcpConfig with
 // boot.ipxeScriptUrl given as a template string where "{mac}" is replaced,
-// logLevel? }.
+// logLevel?, reportSeen? }.
 //
 // stdout carries one JSON object per line: {"event":"ready"} once listening,
 // {"event":"seen",...} per onClientSeen, and answers to commands read from
@@ -18,6 +18,8 @@ interface Spec {
   options: { stateDir: string; port?: number; proxyPort?: number | false; bindAddress?: string; serverAddressSocket?: boolean; leases?: { sync?: boolean; offerHoldMs?: number } };
   config: SpecConfig;
   logLevel?: string;
+  /** Print an event per onClientSeen (default true; benchmarks turn it off). */
+  reportSeen?: boolean;
 }
 
 function toConfig(c: SpecConfig): DhcpConfig {
@@ -34,7 +36,7 @@ const logger = pino({ level: spec.logLevel ?? "info" }, pino.destination(2));
 const server = new DhcpServer({
   ...spec.options,
   logger,
-  onClientSeen: (e) => out({ event: "seen", ...e }),
+  ...(spec.reportSeen === false ? {} : { onClientSeen: (e: object) => out({ event: "seen", ...e }) }),
 });
 server.setConfig(toConfig(spec.config));
 

@@ -57,6 +57,7 @@ export type AssignCheck = "ok" | "outside-subnet" | "not-assignable" | "taken";
 interface Offer {
   mac: string;
   ip: number;
+  subnet: string;
   expiresAt: number;
 }
 
@@ -195,7 +196,7 @@ export class LeaseTable {
       ip ??= this.freeAddress(mac, pool, reservedBy);
     }
     if (ip === undefined) return undefined;
-    this.holdOffer(mac, ipToInt(ip), now);
+    this.holdOffer(mac, ipToInt(ip), pool.name, now);
     return ip;
   }
 
@@ -273,6 +274,19 @@ export class LeaseTable {
     }
   }
 
+  /** The client's row as list() would show it (its offer if it has no record). */
+  infoOf(mac: string): LeaseInfo | undefined {
+    const now = this.now();
+    const rec = this.recordOf(mac);
+    const off = this.offersByMac.get(mac);
+    if (off && off.expiresAt > now && !(rec && rec.state === "bound" && rec.expiresAt > now)) {
+      return { ip: intToIp(off.ip), mac, subnet: off.subnet, state: "offered", expiresAt: new Date(off.expiresAt).toISOString() };
+    }
+    if (!rec) return undefined;
+    const state = rec.state === "bound" && rec.expiresAt <= now ? "expired" : rec.state;
+    return { ip: rec.ip, mac, subnet: rec.subnet, state, expiresAt: new Date(rec.expiresAt).toISOString(), ...(rec.hostname ? { hostname: rec.hostname } : {}) };
+  }
+
   list(): LeaseInfo[] {
     const now = this.now();
     const out: LeaseInfo[] = [];
@@ -285,7 +299,7 @@ export class LeaseTable {
       const ip = intToIp(off.ip);
       const rec = this.store.get(ip);
       if (rec && rec.mac === off.mac && rec.state === "bound" && rec.expiresAt > now) continue;
-      out.push({ ip, mac: off.mac, subnet: "", state: "offered", expiresAt: new Date(off.expiresAt).toISOString() });
+      out.push({ ip, mac: off.mac, subnet: off.subnet, state: "offered", expiresAt: new Date(off.expiresAt).toISOString() });
     }
     return out.sort((a, b) => ipToInt(a.ip) - ipToInt(b.ip));
   }
@@ -304,9 +318,9 @@ export class LeaseTable {
     return { bound, offered, declined };
   }
 
-  private holdOffer(mac: string, ip: number, now: number): void {
+  private holdOffer(mac: string, ip: number, subnet: string, now: number): void {
     this.dropOffer(mac);
-    const off: Offer = { mac, ip, expiresAt: now + this.offerHoldMs };
+    const off: Offer = { mac, ip, subnet, expiresAt: now + this.offerHoldMs };
     this.offers.set(ip, off);
     this.offersByMac.set(mac, off);
   }

@@ -119,6 +119,7 @@ interface Ctx {
 const ZERO = "0.0.0.0";
 const LIMITED_BROADCAST = "255.255.255.255";
 const NO_RANGE_LOG_MS = 60_000;
+const RECV_BUFFER_BYTES = 4 << 20;
 
 export class DhcpServer {
   private readonly opts: Required<Omit<DhcpServerOptions, "onClientSeen" | "leases">> & Pick<DhcpServerOptions, "onClientSeen" | "leases">;
@@ -226,8 +227,14 @@ export class DhcpServer {
     };
   }
 
+  /** Every lease, offer, release and quarantine, by address (for status). */
   leases(): LeaseInfo[] {
     return this.leaseTable?.list() ?? [];
+  }
+
+  /** One client's lease without listing all of them (O(1)). */
+  leaseOf(mac: string): LeaseInfo | undefined {
+    return this.leaseTable?.infoOf(mac.toLowerCase());
   }
 
   // -------------------------------------------------------------------------
@@ -235,7 +242,9 @@ export class DhcpServer {
 
   private bindSocket(address: string, port: number, via: Via): Promise<dgram.Socket> {
     return new Promise((resolve, reject) => {
-      const sock = dgram.createSocket({ type: "udp4", reuseAddr: true });
+      // A large receive buffer absorbs bursts (a rack powering on, a relay
+      // flushing its queue); the kernel caps it at net.core.rmem_max.
+      const sock = dgram.createSocket({ type: "udp4", reuseAddr: true, recvBufferSize: RECV_BUFFER_BYTES });
       const onError = (err: Error): void => {
         sock.close();
         reject(err);
