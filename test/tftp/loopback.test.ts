@@ -169,6 +169,27 @@ describe("TFTP server containment", () => {
     expect(reply?.packet).toMatchObject({ op: "ERROR", code: 2 });
   });
 
+  it("follows a link out of the root only to a file listed in allowOutside", async () => {
+    const allowed = path.join(dir, "outside", "secret.txt");
+    const own = new TftpServer({ root, port: 0, bindAddress: HOST, allowOutside: [allowed] });
+    await own.start();
+    const peer = await RawPeer.open();
+    try {
+      symlinkSync(allowed, path.join(root, "allowed-link"));
+      peer.send(encodeRequest("RRQ", "allowed-link", "octet"), own.address().port);
+      const data = await peer.next();
+      expect(data?.packet).toMatchObject({ op: "DATA", block: 1 });
+      if (data?.packet.op === "DATA") expect(data.packet.data.toString()).toBe("outside\n");
+      peer.send(encodeAck(1), data!.from.port);
+      peer.send(encodeRequest("RRQ", "link-out", "octet"), own.address().port);
+      expect((await peer.next())?.packet).toMatchObject({ op: "ERROR", code: 2 });
+    } finally {
+      rmSync(path.join(root, "allowed-link"), { force: true });
+      await peer.close();
+      await own.stop();
+    }
+  });
+
   it("answers error 1 for a missing file and for a folder", async () => {
     expect((await request("missing.bin"))?.packet).toMatchObject({ op: "ERROR", code: 1 });
     expect((await request("sub"))?.packet).toMatchObject({ op: "ERROR", code: 1 });
@@ -318,6 +339,26 @@ describe("TFTP server protocol behaviour", () => {
       await a.close();
       await b.close();
       await one.stop();
+    }
+  });
+
+  it("ends running transfers with an error on stop() and frees its port", async () => {
+    const own = new TftpServer({ root, port: 0, bindAddress: HOST });
+    await own.start();
+    const p = own.address().port;
+    const peer = await RawPeer.open();
+    try {
+      peer.send(encodeRequest("RRQ", "small.bin", "octet"), p);
+      const first = await peer.next();
+      expect(first?.packet).toMatchObject({ op: "DATA", block: 1 });
+      await own.stop();
+      expect((await peer.next())?.packet).toMatchObject({ op: "ERROR", code: 0 });
+      expect(own.stats().transfersActive).toBe(0);
+      const again = new TftpServer({ root, port: p, bindAddress: HOST });
+      await again.start();
+      await again.stop();
+    } finally {
+      await peer.close();
     }
   });
 
