@@ -1,0 +1,273 @@
+// The site-repository benchmark (issue 2): a generated repository of 10,000
+// machines in 100 racks, and
+//   - cold `gitrack validate` and `gitrack plan` as separate processes (wall
+//     time and peak RSS, median of several runs), the way CI runs them;
+//   - the daemon's path in one process: the model of the base commit loaded
+//     once, then advanceModel + diagnostics() + planChange for a one-file
+//     change and for a profile change touching 1,000 machines.
+// The in-process part runs in a child process of its own (this file with
+// --inproc) so that its peak RSS is that of a process holding one fleet.
+//
+//   node --import tsx test/bench/model.ts            # the whole area, prints rows
+//   node --import tsx test/bench/model.ts --inproc DIR BASE ONE PROFILE RUNS
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { generateRepo, type GeneratedRepo } from "./gen-repo.js";
+
+export interface BenchRow {
+  name: string;
+  /** The exact command that produced the figure (run from the repository root). */
+  command: string;
+  seconds: number;
+  /** Peak resident set size of the process, MB; undefined when not measured. */
+  peakMB?: number;
+  note: string;
+  /** The aim from the issue this row is held against, and whether it is met. */
+  aim?: { text: string; met: boolean };
+}
+
+export interface ModelBenchResult {
+  rows: BenchRow[];
+  repo: GeneratedRepo;
+  generateSeconds: number;
+}
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const WORK = path.join(ROOT, "test/bench/.work");
+const TIME = "/usr/bin/time";
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+}
+
+const r3 = (x: number) => Math.round(x * 1000) / 1000;
+
+interface ProcResult {
+  seconds: number;
+  peakMB?: number;
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs `cmd args` from the repository root; wall time by hrtime around the
+ * spawn, peak RSS from GNU time's %M (KB) when /usr/bin/time exists.
+ */
+function runMeasured(cmd: string, args: string[]): Promise<ProcResult> {
+  const useTime = existsSync(TIME);
+  const dir = mkdtempSync(path.join(tmpdir(), "gt-bench-time-"));
+  const timeFile = path.join(dir, "rss");
+  const [file, argv] = useTime ? [TIME, ["-f", "%M", "-o", timeFile, cmd, ...args]] : [cmd, args];
+  return new Promise((resolve, reject) => {
+    const t0 = process.hrtime.bigint();
+    const child = spawn(file, argv, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.on("error", reject);
+    child.on("close", (code) => {
+      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+      let peakMB: number | undefined;
+      if (useTime) {
+        const kb = Number(readFileSync(timeFile, "utf8").trim().split("\n").pop());
+        if (Number.isFinite(kb)) peakMB = Math.round(kb / 1024);
+      }
+      rmSync(dir, { recursive: true, force: true });
+      resolve({ seconds, peakMB, exitCode: code ?? -1, stdout, stderr });
+    });
+  });
+}
+
+async function processRow(
+  name: string,
+  args: string[],
+  runs: number,
+  okCodes: number[],
+  note: (r: ProcResult) => string,
+  aim?: { text: string; seconds: number; mb: number },
+): Promise<BenchRow> {
+  const results: ProcResult[] = [];
+  for (let i = 0; i < runs; i++) {
+    const r = await runMeasured("node", args);
+    if (!okCodes.includes(r.exitCode)) throw new Error(`${name}: node ${args.join(" ")} exited ${r.exitCode}: ${r.stderr.trim() || r.stdout.slice(0, 2000)}`);
+    results.push(r);
+  }
+  const seconds = r3(median(results.map((r) => r.seconds)));
+  const mbs = results.map((r) => r.peakMB).filter((x): x is number => x !== undefined);
+  const peakMB = mbs.length ? Math.max(...mbs) : undefined;
+  return {
+    name,
+    command: `node ${args.join(" ")}`,
+    seconds,
+    peakMB,
+    note: `median of ${runs} (${results.map((r) => r.seconds.toFixed(2)).join(", ")} s); ${note(results[0]!)}`,
+    aim: aim ? { text: aim.text, met: seconds < aim.seconds && (peakMB ?? 0) < aim.mb } : undefined,
+  };
+}
+
+/** What the in-process child prints (one JSON line). */
+interface InprocReport {
+  coldLoad: { seconds: number; machines: number; diagnostics: number };
+  scenarios: Array<{
+    name: string;
+    runs: number[];
+    first: number;
+    advance: number;
+    diagnostics: number;
+    plan: number;
+    affected: number;
+    machinesAffected: number;
+    actions: number;
+    changedPaths: number;
+  }>;
+  rssMB: number;
+  heapMB: number;
+}
+
+export async function benchModel(
+  opts: { machines?: number; racks?: number; runs?: number; log?: (line: string) => void } = {},
+): Promise<ModelBenchResult> {
+  const machines = opts.machines ?? 10_000;
+  const racks = opts.racks ?? 100;
+  const runs = opts.runs ?? 3;
+  const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
+  const dir = path.join(WORK, `site-${machines}`);
+  const rel = path.relative(ROOT, dir);
+
+  log(`model: generating ${machines} machines in ${racks} racks in ${rel}`);
+  const g0 = process.hrtime.bigint();
+  const repo = await generateRepo(dir, { machines, racks });
+  const generateSeconds = r3(Number(process.hrtime.bigint() - g0) / 1e9);
+  log(`model: ${repo.files} files in ${generateSeconds} s`);
+
+  const aim = { text: "< 2 s, < 300 MB (cold validate+plan)", seconds: 2, mb: 300 };
+  const rows: BenchRow[] = [];
+  const cli = "bin/gitrack.js";
+  log("model: cold validate");
+  rows.push(
+    await processRow(
+      `cold validate, ${machines} machines`,
+      [cli, "validate", "--repo", rel, "--rev", "bench/base"],
+      runs,
+      [0],
+      () => "exit 0 (valid)",
+      aim,
+    ),
+  );
+  const planNote = (r: ProcResult) => {
+    const last = r.stdout.trim().split("\n").pop() ?? "";
+    return `exit ${r.exitCode}; "${last}"`;
+  };
+  log("model: cold plan, one file");
+  rows.push(
+    await processRow(
+      `cold plan, one machine file changed`,
+      [cli, "plan", "--repo", rel, "--from", "bench/base", "--to", "bench/one-file"],
+      runs,
+      [2],
+      planNote,
+      aim,
+    ),
+  );
+  log("model: cold plan, profile change");
+  rows.push(
+    await processRow(
+      `cold plan, profile change touching ${repo.profileMachines} machines`,
+      [cli, "plan", "--repo", rel, "--from", "bench/base", "--to", "bench/profile"],
+      runs,
+      [2],
+      planNote,
+      aim,
+    ),
+  );
+
+  log("model: in-process (the daemon's path)");
+  const inprocRuns = Math.max(5, runs * 3);
+  const inprocArgs = ["--import", "tsx", "test/bench/model.ts", "--inproc", rel, "bench/base", "bench/one-file", "bench/profile", String(inprocRuns)];
+  const child = await runMeasured("node", inprocArgs);
+  if (child.exitCode !== 0) throw new Error(`in-process bench failed: ${child.stderr.trim()}`);
+  const rep = JSON.parse(child.stdout.trim().split("\n").pop()!) as InprocReport;
+  const inprocCommand = `node ${inprocArgs.join(" ")}`;
+  rows.push({
+    name: `in-process cold load + diagnostics(), ${rep.coldLoad.machines} machines`,
+    command: inprocCommand,
+    seconds: r3(rep.coldLoad.seconds),
+    peakMB: child.peakMB,
+    note: `loadModel(base) + diagnostics(): ${rep.coldLoad.diagnostics} problem(s); the process's peak RSS holding two models; heap ${rep.heapMB} MB after`,
+  });
+  for (const s of rep.scenarios) {
+    rows.push({
+      name: `in-process re-plan: ${s.name}`,
+      command: inprocCommand,
+      seconds: r3(median(s.runs)),
+      note:
+        `median of ${s.runs.length} (first ${s.first.toFixed(3)} s); advanceModel ${s.advance.toFixed(3)} + diagnostics() ${s.diagnostics.toFixed(3)} + planChange ${s.plan.toFixed(3)} s; ` +
+        `${s.changedPaths} file(s) changed, ${s.affected} machine(s) re-resolved, ${s.actions} action(s) on ${s.machinesAffected} machine(s)`,
+      aim: s.name.startsWith("one") ? { text: "< 100 ms, work proportional to the change", met: median(s.runs) < 0.1 && s.affected <= 1 } : undefined,
+    });
+  }
+  return { rows, repo, generateSeconds };
+}
+
+/** The child: the daemon's in-memory path, timed piece by piece. */
+async function inproc(dir: string, base: string, one: string, profile: string, runs: number): Promise<void> {
+  const { GitRepo } = await import("../../reconciler/source/git.js");
+  const { loadModel, advanceModel } = await import("../../reconciler/model/load.js");
+  const { planChange } = await import("../../reconciler/model/plan.js");
+  const now = () => Number(process.hrtime.bigint()) / 1e9;
+  const repo = new GitRepo(dir);
+  try {
+    const [b, o, p] = await Promise.all([base, one, profile].map(async (r) => (await repo.resolve(r))!));
+    await repo.gitDir();
+    let t = now();
+    const model = await loadModel(repo, b!);
+    const ds = model.diagnostics();
+    const coldLoad = { seconds: now() - t, machines: model.machines.size, diagnostics: ds.length };
+    const scenarios: InprocReport["scenarios"] = [];
+    for (const [name, to] of [
+      ["one machine file changed", o!],
+      ["profile change touching 1,000 machines", p!],
+    ] as const) {
+      const times: number[] = [];
+      let last: { advance: number; diagnostics: number; plan: number; affected: number; machinesAffected: number; actions: number; changedPaths: number } | undefined;
+      for (let i = 0; i < runs; i++) {
+        const t0 = now();
+        const adv = await advanceModel(repo, model, b!, to);
+        const t1 = now();
+        const diags = adv.model.diagnostics();
+        const t2 = now();
+        if (diags.length) throw new Error(`${name}: ${diags.length} problem(s)`);
+        const plan = planChange(model, adv.model, adv.affected);
+        const t3 = now();
+        times.push(t3 - t0);
+        last = { advance: t1 - t0, diagnostics: t2 - t1, plan: t3 - t2, affected: adv.affected.size, machinesAffected: plan.machinesAffected, actions: plan.actions.length, changedPaths: adv.changedPaths.length };
+      }
+      const name2 = name.replace("1,000", String(last!.machinesAffected));
+      scenarios.push({ name: name2, runs: times, first: times[0]!, ...last! });
+      t = now();
+    }
+    const mem = process.memoryUsage();
+    const report: InprocReport = { coldLoad, scenarios, rssMB: Math.round(mem.rss / 1048576), heapMB: Math.round(mem.heapUsed / 1048576) };
+    process.stdout.write(JSON.stringify(report) + "\n");
+  } finally {
+    await repo.close();
+  }
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const args = process.argv.slice(2);
+  const main =
+    args[0] === "--inproc"
+      ? inproc(path.resolve(ROOT, args[1]!), args[2]!, args[3]!, args[4]!, Number(args[5] ?? 5))
+      : benchModel().then(({ rows }) => console.table(rows.map((r) => ({ name: r.name, seconds: r.seconds, peakMB: r.peakMB, note: r.note }))));
+  main.catch((err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  });
+}
