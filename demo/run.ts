@@ -44,7 +44,7 @@ async function main(): Promise<void> {
     const { commit } = makeLabRepo(repo, assets, machines);
     say(`  site repository: ${repo} (gitrack init + 2 commits), HEAD ${commit.slice(0, 12)}`);
     say(`  accelerator: ${lab.accel}${lab.accel === "tcg" ? " (software emulation: about 15-30 s per boot)" : ""}`);
-    const daemon = startDaemon(lab, { repo, stateDir });
+    const daemon = startDaemon(lab, { repo, stateDir, logDir: DEMO_DIR });
     say(`  gitrack serve started (log: ${daemon.log})`);
     say("");
     await showProgress(repo, machines.map((m) => m.name), (all) => all.every((s) => s?.status.phase === "Ready"), 600_000);

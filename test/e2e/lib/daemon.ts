@@ -13,9 +13,9 @@ export interface DaemonProcess {
   kill(signal: NodeJS.Signals): Promise<void>;
 }
 
-export function startDaemon(lab: Lab, opts: { repo: string; stateDir: string; logName?: string; extra?: string[] }): DaemonProcess {
+export function startDaemon(lab: Lab, opts: { repo: string; stateDir: string; logName?: string; logDir?: string; extra?: string[] }): DaemonProcess {
   mkdirSync(opts.stateDir, { recursive: true });
-  const log = join(lab.stateDir, opts.logName ?? "daemon.log");
+  const log = join(opts.logDir ?? lab.stateDir, opts.logName ?? "daemon.log");
   const fd = openSync(log, "a");
   let child: ChildProcess;
   try {
