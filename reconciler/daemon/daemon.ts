@@ -647,15 +647,33 @@ export class Daemon implements HttpBackend {
     return `${this.cfg.site}: ${parts.join(", ") || "no machines"}`;
   }
 
+  /**
+   * A machine's status text is rebuilt only when something it shows changed
+   * (its resolved document, what was observed, its lease, the commit), so a
+   * status write for a large site renders the few machines that moved.
+   */
+  private readonly statusCache = new Map<string, { m: ResolvedMachine; o: MachineObserved | undefined; commit: string; lease: string; text: string }>();
+
   private statusFiles(): Map<string, string> {
     const files = new Map<string, string>();
     const g = this.good;
     const leases = new Map((this.dhcp?.leases() ?? []).map((l) => [l.mac, l]));
     if (g) {
       for (const m of g.machines.values()) {
-        const o = this.observed.get(m.name) ?? initialObserved();
-        files.set(`machines/${m.name}.yaml`, machineStatusFile(m, o, g.commit, leases.get(m.mac), bootTarget(m, o), needsInstall(m, o)));
+        const stored = this.observed.get(m.name);
+        const lease = leases.get(m.mac);
+        const leaseKey = lease ? `${lease.ip}|${lease.state}|${lease.expiresAt}` : "";
+        const hit = this.statusCache.get(m.name);
+        if (hit && hit.m === m && hit.o === stored && hit.commit === g.commit && hit.lease === leaseKey) {
+          files.set(`machines/${m.name}.yaml`, hit.text);
+          continue;
+        }
+        const o = stored ?? initialObserved();
+        const text = machineStatusFile(m, o, g.commit, lease, bootTarget(m, o), needsInstall(m, o));
+        this.statusCache.set(m.name, { m, o: stored, commit: g.commit, lease: leaseKey, text });
+        files.set(`machines/${m.name}.yaml`, text);
       }
+      for (const name of this.statusCache.keys()) if (!g.machines.has(name)) this.statusCache.delete(name);
     }
     files.set("site.yaml", siteStatusFile(this.cfg.site, g?.commit, this.siteStore.get("site") ?? {}, this.statusSummary()));
     return files;

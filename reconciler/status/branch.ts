@@ -130,8 +130,24 @@ export class StatusBranchWriter {
     return this.running;
   }
 
+  /** The files and tree of the last write, so the next one hashes only what changed. */
+  private last?: { files: Map<string, string>; tree: string };
+
+  private async buildTree(files: Map<string, string>): Promise<string> {
+    const last = this.last;
+    let tree: string;
+    if (last) {
+      const delta = new Map<string, string | null>();
+      for (const [path, content] of files) if (last.files.get(path) !== content) delta.set(path, content);
+      for (const path of last.files.keys()) if (!files.has(path)) delta.set(path, null);
+      tree = delta.size === 0 ? last.tree : await this.repo.writeTree(delta, { base: last.tree });
+    } else tree = await this.repo.writeTree(files);
+    this.last = { files: new Map(files), tree };
+    return tree;
+  }
+
   private async writeNow(files: Map<string, string>, message: string): Promise<string | undefined> {
-    const tree = await this.repo.writeTree(files);
+    const tree = await this.buildTree(files);
     for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
       const head = await this.repo.resolve(this.ref);
       if (head && (await this.repo.treeOf(head)) === tree) return undefined;
