@@ -3,7 +3,7 @@
 // 410 µs for a typical Machine document), and re-parsed with `yaml`, which
 // keeps node positions, only when a position is needed: for an error, for
 // `explain`, or for the templates of a BootEnv.
-import { LineCounter, parseAllDocuments, isScalar, type Document, type Node } from "yaml";
+import { CST, LineCounter, Parser, parseAllDocuments, isScalar, type Document, type Node } from "yaml";
 
 export type PathSegment = string | number;
 
@@ -92,14 +92,38 @@ export function scalarTextStart(holder: { text: string }, index: number, path: P
 export function syntaxProblems(holder: { text: string }): Array<Position & { message: string }> {
   const { docs, lineCounter } = positioned(holder);
   const out: Array<Position & { message: string }> = [];
+  const lines = new Set<number>();
   for (const doc of docs) {
     for (const err of doc.errors) {
-      const pos = toPos(lineCounter, err.pos[0]);
+      // An unclosed quote is only noticed at the end of the file: point at the quote.
+      const offset = err.code === "MISSING_CHAR" ? (unclosedQuoteAt(holder.text, err.pos[0]) ?? err.pos[0]) : err.pos[0];
+      const pos = toPos(lineCounter, offset);
+      // One problem per line: the parser's follow-on errors at the same place are noise.
+      if (lines.has(pos.line)) continue;
+      lines.add(pos.line);
       const msg = err.code === "DUPLICATE_KEY" ? `duplicate key "${keyAt(holder.text, err.pos[0])}" (it is already set above in the same map)` : firstLine(err.message);
       out.push({ ...pos, message: msg });
     }
   }
   return out;
+}
+
+/** The offset of the opening quote of a quoted scalar that runs on to `errorOffset`. */
+function unclosedQuoteAt(text: string, errorOffset: number): number | undefined {
+  let found: number | undefined;
+  const check = (tok: CST.Token | null | undefined) => {
+    if (!tok || (tok.type !== "double-quoted-scalar" && tok.type !== "single-quoted-scalar")) return;
+    if (tok.offset < errorOffset && tok.offset + tok.source.length >= errorOffset) found = tok.offset;
+  };
+  for (const tok of new Parser().parse(text)) {
+    if (tok.type !== "document") continue;
+    check(tok.value);
+    CST.visit(tok, (item) => {
+      check(item.key);
+      check(item.value);
+    });
+  }
+  return found;
 }
 
 function firstLine(s: string): string {
