@@ -112,9 +112,9 @@ function schemaDiagnostics(errors: ErrorObject[], doc: unknown): Array<{ path: P
     switch (e.keyword) {
       case "additionalProperties": {
         const prop = String((e.params as { additionalProperty: string }).additionalProperty);
+        message = `${field()}: unknown field "${prop}"`;
         path = [...path, prop];
         key = true;
-        message = `${field()}: unknown field "${prop}"`;
         break;
       }
       case "required": {
