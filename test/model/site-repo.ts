@@ -1,0 +1,206 @@
+// Real site repositories for the model and CLI tests: a working copy made
+// with the git CLI in a temporary directory, committed to like a person would,
+// and read back through GitRepo (the object database, never the work tree).
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { GitRepo } from "../../reconciler/source/git.js";
+import { formatDiagnostic } from "../../reconciler/model/diagnostics.js";
+import { loadModel } from "../../reconciler/model/load.js";
+import type { Model } from "../../reconciler/model/model.js";
+
+/** Path → content; `null` deletes the file. */
+export type Files = Record<string, string | null>;
+
+function gitEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const k of Object.keys(env)) if (k.startsWith("GIT_")) delete env[k];
+  return {
+    ...env,
+    GIT_AUTHOR_NAME: "Ada Operator",
+    GIT_AUTHOR_EMAIL: "ada@example.com",
+    GIT_COMMITTER_NAME: "Ada Operator",
+    GIT_COMMITTER_EMAIL: "ada@example.com",
+    GIT_CONFIG_NOSYSTEM: "1",
+    HOME: tmpdir(),
+  };
+}
+
+/** Runs git in `cwd`; returns trimmed stdout. */
+export function git(cwd: string, ...args: string[]): string {
+  return execFileSync("git", args, { cwd, env: gitEnv(), encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).trim();
+}
+
+const made: string[] = [];
+
+/** A fresh directory under the system temp dir, removed by removeTempDirs(). */
+export function tempDir(prefix = "gitrack-model-"): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  made.push(dir);
+  return dir;
+}
+
+export function removeTempDirs(): void {
+  for (const d of made.splice(0)) rmSync(d, { recursive: true, force: true });
+}
+
+export class SiteRepo {
+  private readonly opened: GitRepo[] = [];
+
+  private constructor(readonly dir: string) {}
+
+  /** A repository on branch main whose first commit holds `files`. */
+  static create(files: Files, message = "initial"): SiteRepo {
+    const dir = tempDir("gitrack-site-");
+    git(dir, "init", "-q", "--initial-branch=main");
+    const repo = new SiteRepo(dir);
+    repo.commit(files, message);
+    return repo;
+  }
+
+  /** Writes (or with null deletes) files, commits them, returns the new commit. */
+  commit(files: Files, message = "change"): string {
+    const paths: string[] = [];
+    for (const [path, content] of Object.entries(files)) {
+      const full = join(this.dir, path);
+      if (content === null) {
+        rmSync(full, { force: true });
+      } else {
+        mkdirSync(dirname(full), { recursive: true });
+        writeFileSync(full, content);
+      }
+      paths.push(path);
+    }
+    git(this.dir, "add", "-A", "--", ...paths);
+    git(this.dir, "commit", "-q", "--allow-empty", "-m", message);
+    return this.head();
+  }
+
+  head(): string {
+    return git(this.dir, "rev-parse", "HEAD");
+  }
+
+  /** A GitRepo on this repository, closed by dispose(). */
+  open(): GitRepo {
+    const r = new GitRepo(this.dir);
+    this.opened.push(r);
+    return r;
+  }
+
+  async model(rev = "HEAD"): Promise<Model> {
+    const repo = this.open();
+    return loadModel(repo, git(this.dir, "rev-parse", rev));
+  }
+
+  /** Every diagnostic of a commit as `FILE:LINE:COL: message`. */
+  async problems(rev = "HEAD"): Promise<string[]> {
+    return (await this.model(rev)).diagnostics().map(formatDiagnostic);
+  }
+
+  async dispose(): Promise<void> {
+    for (const r of this.opened.splice(0)) await r.close();
+  }
+}
+
+// --- documents ---------------------------------------------------------------
+// Each builder writes a fixed layout so tests can name exact lines.
+
+/**
+ * sites/lab.yaml, 15 lines:
+ *   10 `cidr: 10.0.0.0/24`, 12 `range: {start: 10.0.0.200, end: 10.0.0.249}`,
+ *   15 `unknownBootEnv: discovery`.
+ */
+export function siteYaml(opts: { name?: string; params?: Record<string, string>; unknownBootEnv?: string } = {}): string {
+  const params = opts.params ?? { timezone: "UTC" };
+  return [
+    "apiVersion: gitrack/v1",
+    "kind: Site",
+    "metadata:",
+    `  name: ${opts.name ?? "lab"}`,
+    "spec:",
+    "  params:",
+    ...Object.entries(params).map(([k, v]) => `    ${k}: ${v}`),
+    "  subnets:",
+    "    - name: prov",
+    "      cidr: 10.0.0.0/24",
+    "      gateway: 10.0.0.1",
+    "      range: {start: 10.0.0.200, end: 10.0.0.249}",
+    "  boot:",
+    "    advertise: 10.0.0.1",
+    `    unknownBootEnv: ${opts.unknownBootEnv ?? "discovery"}`,
+    "",
+  ].join("\n");
+}
+
+export function profileYaml(name: string, opts: { bootEnv?: string; params?: Record<string, string> } = {}): string {
+  const lines = ["apiVersion: gitrack/v1", "kind: Profile", "metadata:", `  name: ${name}`, "spec:"];
+  if (opts.bootEnv) lines.push(`  bootEnv: ${opts.bootEnv}`);
+  if (opts.params && Object.keys(opts.params).length) {
+    lines.push("  params:");
+    for (const [k, v] of Object.entries(opts.params)) lines.push(`    ${k}: ${v}`);
+  }
+  if (lines.length === 5) lines.push("  params: {}");
+  return lines.join("\n") + "\n";
+}
+
+export interface MachineOpts {
+  site?: string;
+  mac?: string;
+  ip?: string;
+  profiles?: string[];
+  labels?: Record<string, string>;
+  params?: Record<string, string>;
+  bootEnv?: string;
+  intent?: string;
+  generation?: number;
+  power?: boolean;
+}
+
+export function macOf(n: number): string {
+  return `52:54:00:00:${((n >> 8) & 255).toString(16).padStart(2, "0")}:${(n & 255).toString(16).padStart(2, "0")}`;
+}
+
+export function ipOf(n: number): string {
+  return `10.0.0.${10 + n}`;
+}
+
+/**
+ * A Machine; line 9 is `- mac: "..."`, line 10 `ip: ...`, line 11 the
+ * profiles, line 12 the generation; then optional lines.
+ */
+export function machineYaml(name: string, n: number, o: MachineOpts = {}): string {
+  const labels = o.labels ?? { rack: "r1" };
+  const lines = [
+    "apiVersion: gitrack/v1",
+    "kind: Machine",
+    "metadata:",
+    `  name: ${name}`,
+    `  labels: {${Object.entries(labels).map(([k, v]) => `${k}: ${v}`).join(", ")}}`,
+    "spec:",
+    `  site: ${o.site ?? "lab"}`,
+    "  interfaces:",
+    `    - mac: "${o.mac ?? macOf(n)}"`,
+    `      ip: ${o.ip ?? ipOf(n)}`,
+    `  profiles: [${(o.profiles ?? ["base"]).join(", ")}]`,
+    `  generation: ${o.generation ?? 1}`,
+  ];
+  if (o.bootEnv) lines.push(`  bootEnv: ${o.bootEnv}`);
+  if (o.intent) lines.push(`  intent: ${o.intent}`);
+  if (o.power !== false) lines.push("  power: {driver: manual}");
+  if (o.params && Object.keys(o.params).length) {
+    lines.push("  params:");
+    for (const [k, v] of Object.entries(o.params)) lines.push(`    ${k}: ${v}`);
+  }
+  return lines.join("\n") + "\n";
+}
+
+/** A valid repository: site lab, profile base (bootEnv debian-12), machines n1..nCount. */
+export function baseFiles(count = 2): Record<string, string> {
+  const files: Record<string, string> = {
+    "sites/lab.yaml": siteYaml(),
+    "profiles/base.yaml": profileYaml("base", { bootEnv: "debian-12", params: { keymap: "us" } }),
+  };
+  for (let i = 1; i <= count; i++) files[`machines/n${i}.yaml`] = machineYaml(`n${i}`, i);
+  return files;
+}
