@@ -324,7 +324,16 @@ function resolveMembership(idx: Indexes): { membership: Map<string, ClusterMembe
             at(doc, ["spec", "roles", role, "selector"], `cluster ${cname} role ${role}: selector ${want.map(([k, v]) => `${k}=${v}`).join(",")} matches ${matches.length} machine(s), fewer than count ${r.count}`),
           );
         }
-        for (const m of matches) if (chosen.length < Math.max(r.count, r.machines?.length ?? 0) && !chosen.includes(m)) chosen.push(m);
+        // A Set, not chosen.includes(): a role of thousands of machines was quadratic.
+        const have = new Set(chosen);
+        const limit = Math.max(r.count, r.machines?.length ?? 0);
+        for (const m of matches) {
+          if (chosen.length >= limit) break;
+          if (!have.has(m)) {
+            have.add(m);
+            chosen.push(m);
+          }
+        }
       } else if (!r.machines) {
         diagnostics.push(at(doc, ["spec", "roles", role], `cluster ${cname} role ${role}: needs machines or a selector`));
       } else if (chosen.length < r.count) {
