@@ -204,3 +204,50 @@ export function baseFiles(count = 2): Record<string, string> {
   for (let i = 1; i <= count; i++) files[`machines/n${i}.yaml`] = machineYaml(`n${i}`, i);
   return files;
 }
+
+/** The layers that can set a param, highest precedence first. */
+export const LAYERS = ["machine", "profile1", "profile2", "cluster", "site"] as const;
+export type Layer = (typeof LAYERS)[number];
+
+/** What each layer sets `locale` to (the bootEnv debian-12 defaults it to en_US.UTF-8). */
+export const LOCALE_OF: Record<Layer | "bootEnv", string> = {
+  machine: "nl_NL.UTF-8",
+  profile1: "es_ES.UTF-8",
+  profile2: "it_IT.UTF-8",
+  cluster: "fr_FR.UTF-8",
+  site: "de_DE.UTF-8",
+  bootEnv: "en_US.UTF-8",
+};
+
+/**
+ * Machine n1 (profiles [p1, p2], in cluster k8s) where each layer in `set`
+ * sets `locale`; n2 is in no cluster and sets nothing. In every file the
+ * `locale:` value is at column 13: machines/n1.yaml line 15, profiles/p1.yaml
+ * and p2.yaml line 8, clusters/k8s.yaml line 12, sites/lab.yaml line 7.
+ */
+export function layeredFiles(set: readonly Layer[]): Record<string, string> {
+  const has = (l: Layer) => set.includes(l);
+  const locale = (l: Layer) => (has(l) ? { locale: LOCALE_OF[l] } : { other: "x" });
+  return {
+    "sites/lab.yaml": siteYaml({ params: has("site") ? { locale: LOCALE_OF.site } : { timezone: "UTC" } }),
+    "profiles/p1.yaml": profileYaml("p1", { bootEnv: "debian-12", params: locale("profile1") }),
+    "profiles/p2.yaml": profileYaml("p2", { bootEnv: "local", params: locale("profile2") }),
+    "clusters/k8s.yaml": [
+      "apiVersion: gitrack/v1",
+      "kind: Cluster",
+      "metadata:",
+      "  name: k8s",
+      "spec:",
+      "  site: lab",
+      "  roles:",
+      "    worker:",
+      "      machines: [n1]",
+      "      count: 1",
+      "  params:",
+      has("cluster") ? `    locale: ${LOCALE_OF.cluster}` : "    clusterName: k8s",
+      "",
+    ].join("\n"),
+    "machines/n1.yaml": machineYaml("n1", 1, { profiles: ["p1", "p2"], params: locale("machine") }),
+    "machines/n2.yaml": machineYaml("n2", 2, { profiles: ["p1"] }),
+  };
+}
