@@ -84,6 +84,9 @@ export class Model {
     private readonly dependents: Map<string, Set<string>>,
     readonly globalDiagnostics: Diagnostic[],
     private readonly bootEnvCache: Map<SourceDoc, BootEnvInfo>,
+    private readonly membershipDiagnostics: Diagnostic[],
+    /** Every MAC and site/IP to the machine using it; undefined when some are used twice. */
+    private readonly addressIndex: AddressIndex | undefined,
   ) {}
 
   static build(files: SourceFile[], opts: ModelOptions = {}): Model {
@@ -114,24 +117,33 @@ export class Model {
       } else parsed.delete(c.path);
     }
     const affected = new Set<string>();
+    const membershipStable = sameMachineLabels(changes.map((c) => ({ before: this.files.get(c.path)?.docs ?? [], after: parsed.get(c.path)?.docs ?? [] })));
     for (const d of changedDocs) {
       if (d.kind === "Machine") affected.add(machineKey(d.value.spec.site, d.name));
       else for (const k of this.dependents.get(`${d.kind}:${d.name}`) ?? []) affected.add(k);
       if (d.kind === "Site") for (const k of this.machines.keys()) if (k.startsWith(`${d.name}/`)) affected.add(k);
     }
-    const model = Model.assemble(parsed, this.builtins, this, affected);
+    const model = Model.assemble(parsed, this.builtins, this, affected, membershipStable);
     return { model, affected };
   }
 
-  private static assemble(parsed: Map<string, ParsedFile>, builtins: Map<string, SourceDoc>, prev: Model | undefined, affected: Set<string> | undefined): Model {
+  private static assemble(
+    parsed: Map<string, ParsedFile>,
+    builtins: Map<string, SourceDoc>,
+    prev: Model | undefined,
+    affected: Set<string> | undefined,
+    membershipStable = false,
+  ): Model {
     const index = buildIndexes(parsed, builtins);
-    const membershipResult = resolveMembership(index);
+    // Cluster membership depends on clusters, sites and the machines' names
+    // and labels only: when none of those changed, the previous answer holds.
+    const membershipResult =
+      prev && membershipStable ? { membership: prev.membership, diagnostics: prev.membershipDiagnostics } : resolveMembership(index);
     const membership = membershipResult.membership;
     const bootEnvCache = new Map<SourceDoc, BootEnvInfo>();
     if (prev) for (const [doc, info] of prev.bootEnvCache) bootEnvCache.set(doc, info);
 
     const machines = new Map<string, ResolvedMachine>();
-    const dependents = new Map<string, Set<string>>();
     const resolveOne = (key: string, doc: SourceDoc) => {
       const r = resolveMachine(doc, index, membership.get(key), bootEnvCache);
       machines.set(key, r);
@@ -146,24 +158,19 @@ export class Model {
       }
     }
     if (prev && affected) for (const key of prev.machines.keys()) if (!index.machines.has(key)) affected.add(key);
-    for (const [key, m] of machines) {
-      for (const dep of m.deps) {
-        let set = dependents.get(dep);
-        if (!set) dependents.set(dep, (set = new Set()));
-        set.add(key);
-      }
-    }
+    const dependents = prev && affected ? updateDependents(prev.dependents, prev.machines, machines, affected) : buildDependents(machines);
+    const uniqueness = (prev?.addressIndex && affected && updateAddressIndex(prev.addressIndex, prev.machines, machines, affected)) || uniquenessDiagnostics(machines);
     const globalDiagnostics = [
       ...index.duplicates,
       ...membershipResult.diagnostics,
       ...siteDiagnostics(index),
-      ...uniquenessDiagnostics(machines),
+      ...uniqueness.diagnostics,
       ...bootEnvDiagnostics(index, bootEnvCache),
     ];
     // forget cached BootEnv analyses of documents that are gone
     const live = new Set(index.bootEnvs.values());
     for (const d of bootEnvCache.keys()) if (!live.has(d)) bootEnvCache.delete(d);
-    return new Model(parsed, builtins, index, membership, machines, dependents, globalDiagnostics, bootEnvCache);
+    return new Model(parsed, builtins, index, membership, machines, dependents, globalDiagnostics, bootEnvCache, membershipResult.diagnostics, uniqueness.index);
   }
 
   /** Every problem, sorted by file, line and column. */
@@ -212,6 +219,66 @@ export class Model {
 
 export function machineKey(site: string, name: string): string {
   return `${site}/${name}`;
+}
+
+/** Whether the changed files hold the same machines (site/name) with the same labels before and after. */
+function sameMachineLabels(files: Array<{ before: SourceDoc[]; after: SourceDoc[] }>): boolean {
+  for (const f of files) {
+    if (f.before.some((d) => d.kind === "Cluster" || d.kind === "Site") || f.after.some((d) => d.kind === "Cluster" || d.kind === "Site")) return false;
+    const sig = (ds: SourceDoc[]) =>
+      ds
+        .filter((d) => d.kind === "Machine")
+        .map((d) => JSON.stringify([d.value.spec.site, d.name, Object.entries(d.value.metadata.labels ?? {}).sort()]))
+        .sort()
+        .join("\n");
+    if (sig(f.before) !== sig(f.after)) return false;
+  }
+  return true;
+}
+
+function buildDependents(machines: Map<string, ResolvedMachine>): Map<string, Set<string>> {
+  const dependents = new Map<string, Set<string>>();
+  for (const [key, m] of machines) {
+    for (const dep of m.deps) {
+      let set = dependents.get(dep);
+      if (!set) dependents.set(dep, (set = new Set()));
+      set.add(key);
+    }
+  }
+  return dependents;
+}
+
+/**
+ * The previous model's dependents with the affected machines' edges moved.
+ * Sets are shared with the previous model and copied only when they change
+ * (the previous model is never modified).
+ */
+function updateDependents(
+  prevDeps: Map<string, Set<string>>,
+  prevMachines: Map<string, ResolvedMachine>,
+  machines: Map<string, ResolvedMachine>,
+  affected: Set<string>,
+): Map<string, Set<string>> {
+  const out = new Map(prevDeps);
+  const copied = new Set<string>();
+  const edit = (dep: string) => {
+    let set = out.get(dep);
+    if (!copied.has(dep)) {
+      set = new Set(set);
+      out.set(dep, set);
+      copied.add(dep);
+    }
+    return set!;
+  };
+  for (const key of affected) {
+    const before = prevMachines.get(key)?.deps ?? [];
+    const after = machines.get(key)?.deps ?? [];
+    if (before.length === after.length && before.every((d, i) => d === after[i])) continue;
+    for (const d of before) if (!after.includes(d)) edit(d).delete(key);
+    for (const d of after) if (!before.includes(d)) edit(d).add(key);
+  }
+  for (const dep of copied) if (out.get(dep)!.size === 0) out.delete(dep);
+  return out;
 }
 
 function sameMembership(a: ClusterMembership | undefined, b: ClusterMembership | undefined): boolean {
@@ -550,8 +617,51 @@ function intToIpSafe(n: number): string {
   return [(n >>> 24) & 255, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join(".");
 }
 
+interface AddressIndex {
+  macs: Map<string, string>; // mac -> machine key
+  ips: Map<string, string>; // site/ip -> machine key
+}
+
+/**
+ * The previous model's address index with the affected machines' addresses
+ * moved, when that leaves every MAC and IP used once (then there is nothing
+ * to report). Undefined when some address would be used twice: the caller
+ * then runs the full check, which names both places.
+ */
+function updateAddressIndex(
+  prev: AddressIndex,
+  prevMachines: Map<string, ResolvedMachine>,
+  machines: Map<string, ResolvedMachine>,
+  affected: Set<string>,
+): { diagnostics: Diagnostic[]; index: AddressIndex } | undefined {
+  const macs = new Map(prev.macs);
+  const ips = new Map(prev.ips);
+  for (const key of affected) {
+    const old = prevMachines.get(key);
+    if (!old || old === machines.get(key)) continue;
+    for (const i of old.interfaces) {
+      if (macs.get(i.mac) === key) macs.delete(i.mac);
+      const ipKey = `${old.site}/${i.ip}`;
+      if (i.ip && ips.get(ipKey) === key) ips.delete(ipKey);
+    }
+  }
+  for (const key of affected) {
+    const m = machines.get(key);
+    if (!m || m === prevMachines.get(key)) continue;
+    for (const i of m.interfaces) {
+      if (macs.has(i.mac)) return undefined;
+      macs.set(i.mac, key);
+      if (!i.ip) continue;
+      const ipKey = `${m.site}/${i.ip}`;
+      if (ips.has(ipKey)) return undefined;
+      ips.set(ipKey, key);
+    }
+  }
+  return { diagnostics: [], index: { macs, ips } };
+}
+
 /** A MAC or an IP used twice: both places named. */
-function uniquenessDiagnostics(machines: Map<string, ResolvedMachine>): Diagnostic[] {
+function uniquenessDiagnostics(machines: Map<string, ResolvedMachine>): { diagnostics: Diagnostic[]; index: AddressIndex | undefined } {
   const out: Diagnostic[] = [];
   const macs = new Map<string, { m: ResolvedMachine; i: number }>();
   const ips = new Map<string, { m: ResolvedMachine; i: number }>();
@@ -572,7 +682,8 @@ function uniquenessDiagnostics(machines: Map<string, ResolvedMachine>): Diagnost
       } else ips.set(ipKey, { m, i });
     });
   }
-  return out;
+  const keyOf = (e: [string, { m: ResolvedMachine }]): [string, string] => [e[0], e[1].m.key];
+  return { diagnostics: out, index: out.length ? undefined : { macs: new Map([...macs].map(keyOf)), ips: new Map([...ips].map(keyOf)) } };
 }
 
 function bootEnvDiagnostics(idx: Indexes, cache: Map<SourceDoc, BootEnvInfo>): Diagnostic[] {
