@@ -7,7 +7,7 @@
 // giaddr:67), so the servers pick the subnet by giaddr; the pool
 // 10.98.1.1-10.98.255.254 holds more than the 10,000 simulated clients.
 // Every (server, rate) pair gets a fresh server and an empty lease
-// directory. Only temporary files and the benchmark's own namespaces are
+// directory; runs go rate by rate, each rate across the servers. Only temporary files and the benchmark's own namespaces are
 // touched; every process is stopped by its PID.
 //
 //   node --import tsx test/bench/dhcp.ts [--duration 10] [--rates 500,1000,2000,4000] [--clients 10000]
@@ -244,12 +244,15 @@ export async function benchDhcp(opts: DhcpBenchOptions): Promise<DhcpBenchRow[]>
   const base = mkdtempSync(path.join(tmpdir(), "gitrack-bench-dhcp-"));
   const lab = createLab();
   try {
-    for (const server of wanted) {
-      if (!has(starters[server].cmd)) {
-        log(`dhcp bench: ${starters[server].cmd} not installed, ${server} skipped`);
-        continue;
-      }
-      for (const rate of opts.rates) {
+    const servers = wanted.filter((server) => {
+      if (has(starters[server].cmd)) return true;
+      log(`dhcp bench: ${starters[server].cmd} not installed, ${server} skipped`);
+      return false;
+    });
+    // Rate-major order, so that load from elsewhere on the machine spreads
+    // over the servers instead of landing on one of them.
+    for (const rate of opts.rates) {
+      for (const server of servers) {
         const work = path.join(base, `${server}-${rate}`);
         mkdirSync(work, { recursive: true });
         // Start every run on a quiet machine (other work shares the 2 cores).

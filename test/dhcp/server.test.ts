@@ -265,7 +265,9 @@ describe.skipIf(!canUseNetns() || !haveTools)("DHCP server with real clients", (
     const replies = probe(pair.client, [packet({ type: MessageType.DISCOVER, mac: "52:54:00:ee:00:05", xid })], { garbage: 1500, wait: 1500 });
     expect(replies.some((r) => r.xid === xid && type(r) === MessageType.OFFER)).toBe(true);
     const after = await srv.stats();
-    expect(after.dropped_malformed - before.dropped_malformed).toBeGreaterThan(500);
+    // How many of the 1,500 the kernel queues depends on the receive buffer
+    // and on how busy the machine is; those that arrive are counted.
+    expect(after.dropped_malformed - before.dropped_malformed).toBeGreaterThan(100);
     expect(after.errors).toBe(0);
     setMac(pair.client, pair.clientIf, "52:54:00:ee:00:06");
     expect(udhcpc(pair.client, pair.clientIf, work.path)?.ip).toMatch(/^10\.77\.0\./);

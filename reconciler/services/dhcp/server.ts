@@ -119,7 +119,7 @@ interface Ctx {
 const ZERO = "0.0.0.0";
 const LIMITED_BROADCAST = "255.255.255.255";
 const NO_RANGE_LOG_MS = 60_000;
-const RECV_BUFFER_BYTES = 4 << 20;
+const RECV_BUFFER_BYTES = 1 << 20;
 
 export class DhcpServer {
   private readonly opts: Required<Omit<DhcpServerOptions, "onClientSeen" | "leases">> & Pick<DhcpServerOptions, "onClientSeen" | "leases">;
@@ -242,8 +242,11 @@ export class DhcpServer {
 
   private bindSocket(address: string, port: number, via: Via): Promise<dgram.Socket> {
     return new Promise((resolve, reject) => {
-      // A large receive buffer absorbs bursts (a rack powering on, a relay
-      // flushing its queue); the kernel caps it at net.core.rmem_max.
+      // A larger receive buffer than the default (~200 KiB, ~250 requests)
+      // absorbs bursts (a rack powering on, a relay flushing its queue),
+      // but not so large that an overloaded server answers requests that
+      // are seconds old (~1,000 requests, well under a second of work at
+      // the measured rate). The kernel caps it at net.core.rmem_max.
       const sock = dgram.createSocket({ type: "udp4", reuseAddr: true, recvBufferSize: RECV_BUFFER_BYTES });
       const onError = (err: Error): void => {
         sock.close();
