@@ -166,6 +166,7 @@ export class Daemon implements HttpBackend {
       });
     }
     await this.queue;
+    if (!this.good) await this.restoreLastGood();
     if (!this.good) this.log.warn({ branch: cfg.branch }, "no valid commit yet: serving nothing until one lands");
     await this.dhcp?.start();
     await this.tftp?.start();
@@ -262,6 +263,26 @@ export class Daemon implements HttpBackend {
     await this.refreshDiscovered();
     this.scheduleStatus();
     await this.pushRefs();
+  }
+
+  /**
+   * The branch head at start was rejected: serve the commit applied before
+   * the restart (recorded in the site store), as the daemon did before it.
+   * The rejected head stays the base of incremental loads.
+   */
+  private async restoreLastGood(): Promise<void> {
+    const prev = this.siteStore.get("site")?.lastApplied?.commit;
+    const seen = this.last;
+    if (!prev || prev === seen?.commit) return;
+    this.last = undefined;
+    try {
+      await this.reconcileCommit(prev);
+      this.log.warn({ commit: prev, head: seen?.commit }, "the branch head is rejected: serving the last good commit from before the restart");
+    } catch (err) {
+      this.log.error({ commit: prev, err: err instanceof Error ? err.message : String(err) }, "loading the last good commit failed");
+    } finally {
+      if (seen) this.last = seen;
+    }
   }
 
   private dhcpConfig(model: Model): DhcpConfig {
