@@ -89,8 +89,15 @@ describe.skipIf(!canUseNetns() || !TOOLS)("gitrack serve with real clients", () 
   };
   const health = () => JSON.parse(get("/healthz").text) as { ok: boolean; commit: string | null };
   const tokenOf = (name: string, text: string) => new RegExp(`/m/${name}/(${name}\\.[A-Za-z0-9_-]+)/`).exec(text)?.[1];
-  const lease = (mac: string) => {
+  // A new MAC on the client veth leaves the server's neighbour entry for
+  // 10.77.0.250 pointing at the old one; flush it so unicast replies (TFTP,
+  // HTTP) are not dropped until it goes stale.
+  const useMac = (mac: string) => {
     setMac(pair.client, pair.clientIf, mac);
+    pair.server.run("ip", ["neigh", "flush", "dev", pair.serverIf]);
+  };
+  const lease = (mac: string) => {
+    useMac(mac);
     return udhcpc(pair.client, pair.clientIf, work.path);
   };
   const start = async () => {
@@ -172,7 +179,7 @@ describe.skipIf(!canUseNetns() || !TOOLS)("gitrack serve with real clients", () 
   });
 
   it.skipIf(!hasCommand("dhclient"))("gives a known MAC its reserved address (dhclient)", () => {
-    setMac(pair.client, pair.clientIf, N2.mac);
+    useMac(N2.mac);
     const lf = join(work.path, "dhclient.leases");
     const pf = join(work.path, "dhclient.pid");
     pair.client.run("dhclient", ["-4", "-1", "-sf", "/bin/true", "-lf", lf, "-pf", pf, pair.clientIf], { timeoutMs: 30_000 });
@@ -239,6 +246,22 @@ describe.skipIf(!canUseNetns() || !TOOLS)("gitrack serve with real clients", () 
     expect(r.status).toBe(200);
     expect(r.text).toContain("phase=Discovered");
     expect(r.text).not.toContain("/cache/");
+  });
+
+  it("turns an unknown machine's discovery report (iPXE GET) into a proposed Machine on gitrack/discovered/lab", async () => {
+    const mac = "52:54:00:99:00:77";
+    const events = /imgfetch --name discovered (\S+)\?/.exec(script(mac).text)?.[1];
+    expect(events).toMatch(/\/m\/mac-525400990077\/mac-525400990077\.[A-Za-z0-9_-]+\/events$/);
+    const r = curl(pair.client, work.path, `${events}?phase=Discovered&mac=${mac}&serial=SN-4711&manufacturer=QEMU`);
+    expect(r.status).toBe(200);
+    const doc = await waitFor("the proposal on the discovered branch", () => git(repo, ["show", "gitrack/discovered/lab:machines/discovered/discovered-525400990077.yaml"]));
+    expect(doc).toContain(mac);
+    expect(doc).toContain("SN-4711");
+    expect(git(repo, ["rev-parse", "main"])).toBe(commits.base);
+  });
+
+  it("refuses a discovery report without the unknown machine's token (401)", () => {
+    expect(get("/m/mac-525400990077/events?phase=Discovered&mac=52:54:00:99:00:77").status).toBe(401);
   });
 
   it("serves a machine's rendered file with its own token", () => {
@@ -375,6 +398,23 @@ describe.skipIf(!canUseNetns() || !TOOLS)("gitrack serve with real clients", () 
     expect(other?.ip).not.toBe(saved.unknownIp);
   });
 
+  it("serves the last good commit after a restart while the branch head is invalid", async () => {
+    const good = health().commit!;
+    const broken = machineDoc({ ...N2, ip: "10.77.0.22" }).replace("profiles: [worker, base]", "profiles: [worker, no-such-profile]");
+    commits.bad2 = commitFiles(repo, { "machines/node02.yaml": broken }, "node02: a profile that does not exist");
+    await waitFor("a note on the rejected commit", () => note(commits.bad2));
+    await daemon.kill("SIGTERM");
+    await start();
+    expect(health()).toMatchObject({ ok: true, commit: good });
+    expect(script(N1.mac).status).toBe(200);
+    expect(lease(N2.mac)?.ip).toBe("10.77.0.22");
+  });
+
+  it("applies the fix of a head that was invalid at start", async () => {
+    commits.fixed2 = commitFiles(repo, { "machines/node02.yaml": machineDoc({ ...N2, ip: "10.77.0.22" }) }, "node02: fixed again");
+    await waitFor("the fixed commit to be served", () => health().commit === commits.fixed2);
+  });
+
   it("reinstalls a machine whose generation is raised: boot target back to its BootEnv, phase Pending", async () => {
     commits.gen2 = commitFiles(repo, { "machines/node01.yaml": machineDoc({ ...N1, generation: 2 }) }, "node01: reinstall (generation 2)");
     const m = await waitFor("node01 at generation 2", () => {
@@ -394,11 +434,25 @@ describe.skipIf(!canUseNetns() || !TOOLS)("gitrack serve with real clients", () 
     expect(cycles(daemon)).toBe(0);
   });
 
+  it("refuses the token of an earlier generation (403) and accepts the new one", () => {
+    expect(get(`/m/${N1.name}/${saved.token1}/files/install.cfg`).status).toBe(403);
+    const fresh = tokenOf(N1.name, script(N1.mac).text);
+    expect(fresh).toBeTruthy();
+    expect(fresh).not.toBe(saved.token1);
+    const r = get(`/m/${N1.name}/${fresh}/files/install.cfg`);
+    expect(r.status).toBe(200);
+    expect(r.text).toContain("generation=2");
+  });
+
   it("prints the machines table with gitrack status", async () => {
-    await waitFor("node01 at generation 2 on the status branch", () => statusFile(N1.name).metadata.annotations["gitrack.io/desired-commit"] === commits.gen2);
+    const phase = api(`/machines/${N1.name}`).json?.phase as string;
+    await waitFor("node01's generation and phase on the status branch", () => {
+      const f = statusFile(N1.name);
+      return f.metadata.annotations["gitrack.io/desired-commit"] === commits.gen2 && f.status.phase === phase;
+    });
     const out = gitrack(["status", "--repo", repo, "--site", "lab"]);
     expect(out).toMatch(/^MACHINE\s+PHASE\s+ADDRESS/m);
-    expect(out).toMatch(/^node01\s+Pending\s+10\.77\.0\.11\s+2\s+1\s+test-install/m);
+    expect(out).toMatch(new RegExp(`^node01\\s+${phase}\\s+10\\.77\\.0\\.11\\s+2\\s+1\\s+test-install`, "m"));
     expect(out).toMatch(/^node02\s+\S+\s+10\.77\.0\.22/m);
   });
 
@@ -416,6 +470,8 @@ describe.skipIf(!canUseNetns() || !TOOLS)("gitrack serve with real clients", () 
   it("gives PXE clients boot information and no address when the subnet is in proxy mode", async () => {
     commits.proxy = commitFiles(repo, { "sites/lab.yaml": siteDoc("proxy") }, "prov: another DHCP server hands out addresses");
     await waitFor("the proxy commit to be served", () => health().commit === commits.proxy);
+    // The PXE client broadcasts, as firmware does.
+    pair.client.run("ip", ["route", "replace", "broadcast", "255.255.255.255", "dev", pair.clientIf, "table", "main"]);
     const discover = serializeMessage({
       op: 1,
       xid: 0x1234567,
