@@ -227,7 +227,7 @@ export const LOCALE_OF: Record<Layer | "bootEnv", string> = {
  */
 export function layeredFiles(set: readonly Layer[]): Record<string, string> {
   const has = (l: Layer) => set.includes(l);
-  const locale = (l: Layer) => (has(l) ? { locale: LOCALE_OF[l] } : { other: "x" });
+  const locale = (l: Layer): Record<string, string> => (has(l) ? { locale: LOCALE_OF[l] } : { other: "x" });
   return {
     "sites/lab.yaml": siteYaml({ params: has("site") ? { locale: LOCALE_OF.site } : { timezone: "UTC" } }),
     "profiles/p1.yaml": profileYaml("p1", { bootEnv: "debian-12", params: locale("profile1") }),
