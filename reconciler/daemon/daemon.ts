@@ -240,7 +240,9 @@ export class Daemon implements HttpBackend {
     const byMac = new Map<string, ResolvedMachine>();
     for (const m of model.machinesOfSite(site)) {
       machines.set(m.name, m);
-      if (m.intent !== "decommissioned") for (const i of m.interfaces) byMac.set(i.mac, m);
+      // Decommissioned machines stay known by MAC (boot target local, no
+      // discovery proposal); dhcpConfig leaves out their reservations.
+      for (const i of m.interfaces) byMac.set(i.mac, m);
     }
     this.good = { commit, model, machines, byMac };
     this.dhcp?.setConfig(this.dhcpConfig(model));
@@ -515,7 +517,8 @@ export class Daemon implements HttpBackend {
     if (subject.startsWith("mac-")) return ownerOk() ? { mac: subject.slice(4).match(/../g)!.join(":") } : { status: 401 };
     const m = g.machines.get(subject);
     if (!m) return { status: 401 };
-    return ownerOk() ? { m } : { status: 403 };
+    // Decommissioning revokes the machine's token.
+    return ownerOk() && m.intent !== "decommissioned" ? { m } : { status: 403 };
   }
 
   machineFile(machine: string, token: string | undefined, name: string, _remote: string): Answer {
