@@ -374,6 +374,7 @@ describe.skipIf(!canUseNetns() || !TOOLS)("gitrack serve with real clients", () 
       return t.includes("/cache/") ? t : undefined;
     });
     expect(text).toContain(`/m/${N3.name}/`);
+    saved.token3 = tokenOf(N3.name, text)!;
     expect(lease(N3.mac)?.ip).toBe(N3.ip);
   });
 
@@ -463,6 +464,27 @@ describe.skipIf(!canUseNetns() || !TOOLS)("gitrack serve with real clients", () 
     expect(lease(N3.mac)?.ip).not.toBe(N3.ip);
     const f = await waitFor("node03 Decommissioned on the status branch", () => statusFile(N3.name).status.phase === "Decommissioned" || undefined);
     expect(f).toBe(true);
+  });
+
+  it("serves a decommissioned machine the local-disk script, not the discovery one", () => {
+    const r = script(N3.mac);
+    expect(r.status).toBe(200);
+    expect(r.text).not.toContain("phase=Discovered");
+    expect(r.text).not.toContain("/cache/");
+  });
+
+  it("refuses a decommissioned machine's token (403)", () => {
+    expect(saved.token3).toBeTruthy();
+    expect(get(`/m/${N3.name}/${saved.token3}/files/install.cfg`).status).toBe(403);
+    expect(get(`/m/${N3.name}/${saved.token3}/events`, ["-X", "POST", "-H", "Content-Type: application/json", "-d", '{"phase":"Ready"}']).status).toBe(403);
+  });
+
+  it("serves metrics with the daemon's counters", () => {
+    const r = get("/metrics");
+    expect(r.status).toBe(200);
+    expect(r.text).toMatch(/^gitrack_http_requests_total \d+$/m);
+    expect(r.text).toContain('gitrack_machines{site="lab",phase="Decommissioned"} 1');
+    expect(r.text).toMatch(/^gitrack_scripts_total\{site="lab"\} [1-9]\d*$/m);
   });
 
   // --- proxy mode (last: it takes the range away) ------------------------------------
