@@ -579,7 +579,7 @@ export class Daemon implements HttpBackend {
     const envName = (siteDoc.value.spec.boot.unknownBootEnv as string | undefined) ?? "discovery";
     const env = g.model.bootEnv(envName);
     if (!env) return undefined;
-    const lease = this.dhcp?.leases().find((l) => l.mac === mac);
+    const lease = this.dhcp?.leaseOf(mac);
     const subnets = siteDoc.value.spec.subnets as SubnetSpec[];
     const subnet = (lease && subnets.find((s) => inCidr(lease.ip, s.cidr))) ?? subnets.find((s) => s.range) ?? subnets[0];
     const name = `mac-${mac.replace(/:/g, "")}`;
@@ -681,11 +681,10 @@ export class Daemon implements HttpBackend {
   private statusFiles(): Map<string, string> {
     const files = new Map<string, string>();
     const g = this.good;
-    const leases = new Map((this.dhcp?.leases() ?? []).map((l) => [l.mac, l]));
     if (g) {
       for (const m of g.machines.values()) {
         const stored = this.observed.get(m.name);
-        const lease = leases.get(m.mac);
+        const lease = this.dhcp?.leaseOf(m.mac);
         const leaseKey = lease ? `${lease.ip}|${lease.state}|${lease.expiresAt}` : "";
         const hit = this.statusCache.get(m.name);
         if (hit && hit.m === m && hit.o === stored && hit.commit === g.commit && hit.lease === leaseKey) {
