@@ -117,7 +117,10 @@ export async function buildHttpServer(backend: HttpBackend, opts: HttpOptions): 
         if (m === undefined) return reply.code(404).send({ error: `no machine ${req.params.name}` });
         return m;
       });
-      api.addContentTypeParser("application/json", { parseAs: "buffer" }, (_req, body, done) => done(null, body));
+      // The webhook's HMAC covers the raw bytes, whatever the content type
+      // (GitHub sends JSON or a form with payload=...): never parse here.
+      api.removeAllContentTypeParsers();
+      api.addContentTypeParser("*", { parseAs: "buffer" }, (_req, body, done) => done(null, body));
       api.post("/hooks/git", async (req, reply) => {
         const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.from(JSON.stringify(req.body ?? ""));
         const sig = req.headers["x-hub-signature-256"];
