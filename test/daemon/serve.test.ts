@@ -311,6 +311,12 @@ describe.skipIf(!canUseNetns() || !TOOLS)("gitrack serve with real clients", () 
     expect(phases).toEqual(["Installing", "Installed", "Ready"]);
   });
 
+  it("accepts an event posted as a form (busybox wget --post-data, curl -d)", () => {
+    const r = get(`/m/${N2.name}/${saved.token2}/events`, ["-d", "phase=Failed&message=disk+not+found"]);
+    expect(r.status).toBe(200);
+    expect(api(`/machines/${N2.name}`).json).toMatchObject({ phase: "Failed", message: "disk not found" });
+  });
+
   it("serves the local-disk script once the machine is Ready", () => {
     const r = script(N1.mac);
     expect(r.status).toBe(200);
@@ -587,6 +593,12 @@ describe.skipIf(!canUseNetns() || !TOOLS)("gitrack serve following a remote repo
     const body = JSON.stringify({ ref: "refs/heads/main" });
     expect(hook(body, sign(body + " ")).status).toBe(401);
     expect(hook(body, "sha256=" + "0".repeat(64)).status).toBe(401);
+  });
+
+  it("accepts a signed webhook sent as a form (GitHub's application/x-www-form-urlencoded)", () => {
+    const body = `payload=${encodeURIComponent(JSON.stringify({ ref: "refs/heads/main" }))}`;
+    const r = get("/api/v1/hooks/git", ["-X", "POST", "-H", "Content-Type: application/x-www-form-urlencoded", "-H", `X-Hub-Signature-256: ${sign(body)}`, "--data-binary", body]);
+    expect(r.status).toBe(200);
   });
 
   it("fetches and applies a pushed commit when a signed webhook arrives", async () => {
