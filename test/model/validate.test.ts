@@ -337,6 +337,21 @@ describe("templates", () => {
     expect(await problemsWith({ ...useTiny, "bootenvs/tiny.yaml": tinyBootEnv(guarded) })).toEqual([]);
   });
 
+  it("reports a param nobody sets in a folded (>-) command line at its own line, not where folding put it", async () => {
+    const be = tinyBootEnv(["host {{ machine.hostname }}"]).replace(
+      "  cmdline: console=ttyS0\n",
+      "  cmdline: >-\n    console=ttyS0\n    priority=critical\n    ntp={{ params.ntpServer }}\n",
+    );
+    expect(await problemsWith({ ...useTiny, "bootenvs/tiny.yaml": be })).toEqual([
+      "bootenvs/tiny.yaml:13:12: BootEnv tiny cmdline uses params.ntpServer, which no one sets for machine n1, n2 (set it on the machine, a profile, its cluster, its site or the bootEnv's params)",
+    ]);
+  });
+
+  it("reports a template syntax error in a folded command line at its own line", async () => {
+    const be = tinyBootEnv(["host {{ machine.hostname }}"]).replace("  cmdline: console=ttyS0\n", "  cmdline: >-\n    console=ttyS0\n    {% if params.x %}x\n");
+    expect(await problemsWith({ ...useTiny, "bootenvs/tiny.yaml": be })).toEqual(["bootenvs/tiny.yaml:12:5: BootEnv tiny cmdline: tag {% if params.x %} not closed"]);
+  });
+
   it("reports a template syntax error at the tag", async () => {
     const broken = ["# answers", "{% if machine.known %}", "hostname {{ machine.hostname }}"];
     expect(await problemsWith({ ...useTiny, "bootenvs/tiny.yaml": tinyBootEnv(broken) })).toEqual([
