@@ -564,14 +564,19 @@ describe.skipIf(!canUseNetns() || !TOOLS)("gitrack serve following a remote repo
     git(repo, ["remote", "add", "origin", bare]);
     pair = createVethPair("dr", { serverAddr: `${SERVER}/24`, clientAddr: "10.77.0.250/24" });
     // --fetch-interval 0: no safety-net fetch, so only the webhook brings a push in.
+    await start(0);
+  });
+
+  let starts = 0;
+  const start = async (fetchInterval: number) => {
     daemon = startDaemon(
       pair.server,
-      ["--repo", `file://${bare}`, "--site", "lab", "--state-dir", join(work.path, "state"), "--listen", SERVER, "--http-port", String(PORT), "--no-dhcp", "--no-tftp", "--status-interval", "1", "--fetch-interval", "0"],
-      join(work.path, "daemon.log"),
+      ["--repo", `file://${bare}`, "--site", "lab", "--state-dir", join(work.path, "state"), "--listen", SERVER, "--http-port", String(PORT), "--no-dhcp", "--no-tftp", "--status-interval", "1", "--fetch-interval", String(fetchInterval)],
+      join(work.path, `daemon-${++starts}.log`),
       { GITRACK_WEBHOOK_SECRET: SECRET },
     );
     await daemon.ready();
-  });
+  };
 
   afterAll(async () => {
     await daemon?.kill("SIGTERM");
@@ -619,5 +624,15 @@ describe.skipIf(!canUseNetns() || !TOOLS)("gitrack serve following a remote repo
     git(repo, ["fetch", "-q", "origin", "refs/heads/gitrack/status/lab:refs/remotes/origin/gitrack/status/lab"]);
     const f = jsyaml.load(git(repo, ["show", "origin/gitrack/status/lab:machines/node02.yaml"]), { schema: jsyaml.CORE_SCHEMA }) as { spec: { generation: number } };
     expect(f.spec.generation).toBe(2);
+  });
+
+  it("restarts on its existing mirror and follows a push on its fetch interval", async () => {
+    await daemon.kill("SIGTERM");
+    await start(1);
+    expect(health().commit).toBe(commits.pushed);
+    const doc = readFileSync(join(repo, "machines/node02.yaml"), "utf8").replace("generation: 2", "generation: 3");
+    commits.interval = commitFiles(repo, { "machines/node02.yaml": doc }, "node02: reinstall again");
+    git(repo, ["push", "-q", "origin", "main"]);
+    await waitFor("the pushed commit to be served", () => health().commit === commits.interval);
   });
 });
