@@ -178,6 +178,18 @@ describe.skipIf(!canUseNetns() || !TOOLS)("gitrack serve with real clients", () 
     saved.unknownIp = l!.ip!;
   });
 
+  it("tells a BIOS PXE client to fetch undionly.kpxe from the daemon (udhcpc with option 60 and 93)", () => {
+    useMac(N1.mac);
+    const pxe = udhcpc(pair.client, pair.clientIf, work.path, ["-V", "PXEClient:Arch:00000:UNDI:002001", "-x", "0x5d:0000"]);
+    expect(pxe).toMatchObject({ ip: N1.ip, boot_file: "undionly.kpxe", siaddr: SERVER });
+  });
+
+  it("tells iPXE (user class iPXE) to fetch the machine's script over HTTP (udhcpc with option 77)", () => {
+    useMac(N1.mac);
+    const l = udhcpc(pair.client, pair.clientIf, work.path, ["-x", "0x4d:69505845"]);
+    expect(l?.boot_file).toBe(`${BASE}/boot/52-54-00-77-00-01.ipxe`);
+  });
+
   it.skipIf(!hasCommand("dhclient"))("gives a known MAC its reserved address (dhclient)", () => {
     useMac(N2.mac);
     const lf = join(work.path, "dhclient.leases");
