@@ -536,6 +536,31 @@ describe.skipIf(!canUseNetns() || !TOOLS)("gitrack serve with real clients", () 
     expect(replies[0]!.siaddr).toBe(SERVER);
   });
 
+  it("answers the PXE boot server request on port 4011 in proxy mode", () => {
+    const request = serializeMessage({
+      op: 1,
+      xid: 0x7654321,
+      flags: 0,
+      ciaddr: "10.77.0.250",
+      chaddr: macToChaddr("52:54:00:99:00:42"),
+      options: [
+        [Opt.MESSAGE_TYPE, enc.u8(MessageType.REQUEST)],
+        [Opt.VENDOR_CLASS, enc.str("PXEClient:Arch:00000:UNDI:002001")],
+        [Opt.CLIENT_ARCH, enc.u16(0)],
+      ],
+    }).toString("hex");
+    const out = pair.client.run(process.execPath, [join(ROOT, "test/dhcp/probe.mjs"), "--to", `${SERVER}:4011`, "--port", "4011", "--wait", "1500", "--expect", "1", request], { timeoutMs: 20_000 });
+    const replies = out
+      .trim()
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => parseMessage(Buffer.from((JSON.parse(l) as { hex: string }).hex, "hex")));
+    expect(replies.length).toBe(1);
+    expect(replies[0]!.options.get(Opt.MESSAGE_TYPE)?.[0]).toBe(MessageType.ACK);
+    expect(replies[0]!.yiaddr).toBe("0.0.0.0");
+    expect(replies[0]!.file).toBe("undionly.kpxe");
+  });
+
   it("gives a plain DHCP client no address in proxy mode (udhcpc)", () => {
     expect(lease("52:54:00:99:00:43")).toBeNull();
   });
