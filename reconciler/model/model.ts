@@ -75,6 +75,9 @@ export interface ModelOptions {
 }
 
 export class Model {
+  /** templateParamDiagnostics() of this model, once computed (or known empty from the previous model). */
+  private templateDiagnostics?: Diagnostic[];
+
   private constructor(
     readonly files: Map<string, ParsedFile>,
     private readonly builtins: Map<string, SourceDoc>,
@@ -117,13 +120,15 @@ export class Model {
       } else parsed.delete(c.path);
     }
     const affected = new Set<string>();
-    const membershipStable = sameMachineLabels(changes.map((c) => ({ before: this.files.get(c.path)?.docs ?? [], after: parsed.get(c.path)?.docs ?? [] })));
+    const changedFiles = changes.map((c) => ({ before: this.files.get(c.path)?.docs ?? [], after: parsed.get(c.path)?.docs ?? [] }));
+    const membershipStable = sameMachineLabels(changedFiles);
+    const index = updateIndexes(this.index, changedFiles);
     for (const d of changedDocs) {
       if (d.kind === "Machine") affected.add(machineKey(d.value.spec.site, d.name));
       else for (const k of this.dependents.get(`${d.kind}:${d.name}`) ?? []) affected.add(k);
       if (d.kind === "Site") for (const k of this.machines.keys()) if (k.startsWith(`${d.name}/`)) affected.add(k);
     }
-    const model = Model.assemble(parsed, this.builtins, this, affected, membershipStable);
+    const model = Model.assemble(parsed, this.builtins, this, affected, membershipStable, index);
     return { model, affected };
   }
 
@@ -133,8 +138,9 @@ export class Model {
     prev: Model | undefined,
     affected: Set<string> | undefined,
     membershipStable = false,
+    updatedIndex?: Indexes,
   ): Model {
-    const index = buildIndexes(parsed, builtins);
+    const index = updatedIndex ?? buildIndexes(parsed, builtins);
     // Cluster membership depends on clusters, sites and the machines' names
     // and labels only: when none of those changed, the previous answer holds.
     const membershipResult =
@@ -143,12 +149,20 @@ export class Model {
     const bootEnvCache = new Map<SourceDoc, BootEnvInfo>();
     if (prev) for (const [doc, info] of prev.bootEnvCache) bootEnvCache.set(doc, info);
 
-    const machines = new Map<string, ResolvedMachine>();
+    let machines: Map<string, ResolvedMachine>;
     const resolveOne = (key: string, doc: SourceDoc) => {
       const r = resolveMachine(doc, index, membership.get(key), bootEnvCache);
       machines.set(key, r);
     };
-    for (const [key, doc] of index.machines) {
+    if (prev && affected && updatedIndex && membershipStable) {
+      // Same machines, same memberships: only the affected ones change.
+      machines = new Map(prev.machines);
+      for (const key of affected) {
+        const doc = index.machines.get(key);
+        if (doc) resolveOne(key, doc);
+      }
+    } else machines = new Map();
+    if (!(prev && affected && updatedIndex && membershipStable)) for (const [key, doc] of index.machines) {
       const old = prev?.machines.get(key);
       const membershipChanged = prev && !sameMembership(prev.membership.get(key), membership.get(key));
       if (old && old.doc === doc && affected && !affected.has(key) && !membershipChanged) machines.set(key, old);
@@ -170,7 +184,20 @@ export class Model {
     // forget cached BootEnv analyses of documents that are gone
     const live = new Set(index.bootEnvs.values());
     for (const d of bootEnvCache.keys()) if (!live.has(d)) bootEnvCache.delete(d);
-    return new Model(parsed, builtins, index, membership, machines, dependents, globalDiagnostics, bootEnvCache, membershipResult.diagnostics, uniqueness.index);
+    const model = new Model(parsed, builtins, index, membership, machines, dependents, globalDiagnostics, bootEnvCache, membershipResult.diagnostics, uniqueness.index);
+    // No template lacked a param before, and no re-resolved machine lacks one now.
+    if (prev?.templateDiagnostics?.length === 0 && affected) {
+      let clean = true;
+      for (const key of affected) {
+        const m = machines.get(key);
+        if (m && m !== prev.machines.get(key) && missingParams(m)) {
+          clean = false;
+          break;
+        }
+      }
+      if (clean) model.templateDiagnostics = [];
+    }
+    return model;
   }
 
   /** Every problem, sorted by file, line and column. */
@@ -178,7 +205,7 @@ export class Model {
     const out: Diagnostic[] = [];
     for (const f of this.files.values()) out.push(...f.diagnostics);
     out.push(...this.globalDiagnostics);
-    out.push(...templateParamDiagnostics(this.machines));
+    out.push(...(this.templateDiagnostics ??= templateParamDiagnostics(this.machines)));
     for (const m of this.machines.values()) out.push(...m.diagnostics);
     return dedupe(out).sort(compareDiagnostics);
   }
@@ -306,6 +333,37 @@ function where(doc: SourceDoc, path: PathSegment[] = ["metadata", "name"]): stri
 }
 
 // --- indexes ----------------------------------------------------------------
+
+/**
+ * The previous indexes with the changed files' documents swapped in, when
+ * that is all that changed: the files define the same kinds and names as
+ * before, none is a BootEnv (which may replace a built-in), and nothing is
+ * defined twice. Undefined otherwise (the caller rebuilds them).
+ */
+function updateIndexes(prev: Indexes, files: Array<{ before: SourceDoc[]; after: SourceDoc[] }>): Indexes | undefined {
+  if (prev.duplicates.length) return undefined;
+  const keyOf = (d: SourceDoc) => (d.kind === "Machine" ? machineKey(d.value.spec.site, d.name) : d.name);
+  const sig = (ds: SourceDoc[]) => ds.map((d) => `${d.kind}:${keyOf(d)}`).sort();
+  for (const f of files) {
+    if (f.before.some((d) => d.kind === "BootEnv") || f.after.some((d) => d.kind === "BootEnv")) return undefined;
+    const a = sig(f.before);
+    const b = sig(f.after);
+    if (a.length !== b.length || a.some((x, i) => x !== b[i]) || new Set(b).size !== b.length) return undefined;
+  }
+  const idx: Indexes = { ...prev, duplicates: [] };
+  const copied = new Set<Kind>();
+  for (const f of files) {
+    for (const d of f.after) {
+      const field = ({ Site: "sites", Profile: "profiles", Cluster: "clusters", Machine: "machines" } as const)[d.kind as "Site" | "Profile" | "Cluster" | "Machine"];
+      if (!copied.has(d.kind)) {
+        idx[field] = new Map(prev[field]);
+        copied.add(d.kind);
+      }
+      idx[field].set(keyOf(d), d);
+    }
+  }
+  return idx;
+}
 
 function buildIndexes(parsed: Map<string, ParsedFile>, builtins: Map<string, SourceDoc>): Indexes {
   const idx: Indexes = {
@@ -700,6 +758,10 @@ function bootEnvDiagnostics(idx: Indexes, cache: Map<SourceDoc, BootEnvInfo>): D
  * A template that reads a param nobody sets for a machine: one line per
  * template position and param, naming the machines (the first few).
  */
+function missingParams(m: ResolvedMachine): boolean {
+  return !!m.bootEnvInfo?.paramRefs.some((ref) => !ref.optional && !Object.prototype.hasOwnProperty.call(m.params, ref.param));
+}
+
 function templateParamDiagnostics(machines: Map<string, ResolvedMachine>): Diagnostic[] {
   const missing = new Map<string, { file: string; line: number; col: number; param: string; template: string; machines: string[] }>();
   const keys = [...machines.keys()].sort();
