@@ -28,7 +28,8 @@ function freeAddress(model: Model, site: string, seenIp: string | undefined, tak
   const boot = model.site(site)?.value.spec.boot.advertise as string | undefined;
   const used = new Set<string>(taken);
   for (const m of model.machinesOfSite(site)) for (const i of m.interfaces) if (i.ip) used.add(i.ip);
-  const ordered = [...subnets].sort((a, b) => Number(!(seenIp && contains(parseCidr(b.cidr), seenIp))) - Number(!(seenIp && contains(parseCidr(a.cidr), seenIp))));
+  const away = (s: SubnetSpec) => Number(!(seenIp && contains(parseCidr(s.cidr), seenIp)));
+  const ordered = [...subnets].sort((a, b) => away(a) - away(b));
   for (const s of ordered) {
     if ((s.dhcp ?? "serve") === "off") continue;
     const net = parseCidr(s.cidr);
