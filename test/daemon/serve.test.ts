@@ -385,6 +385,17 @@ describe.skipIf(!canUseNetns() || !TOOLS)("gitrack serve with real clients", () 
     expect(lease(N2.mac)?.ip).toBe("10.77.0.22");
   });
 
+  it("makes a merged discovery proposal a known machine with the proposed address", async () => {
+    git(repo, ["merge", "-q", "--no-edit", "gitrack/discovered/lab"]);
+    commits.merged = git(repo, ["rev-parse", "HEAD"]);
+    await waitFor("the merge to be served", () => health().commit === commits.merged);
+    const doc = jsyaml.load(readFileSync(join(repo, "machines/discovered/discovered-525400990077.yaml"), "utf8")) as { spec: { interfaces: Array<{ ip: string }> } };
+    const ip = doc.spec.interfaces[0]!.ip;
+    expect(ip).toMatch(/^10\.77\.0\.\d+$/);
+    expect(lease("52:54:00:99:00:77")?.ip).toBe(ip);
+    expect(script("52:54:00:99:00:77").text).not.toContain("phase=Discovered");
+  });
+
   it("picks up a new Machine from a new commit", async () => {
     commits.node03 = commitFiles(repo, { "machines/node03.yaml": machineDoc(N3) }, "Add node03");
     const text = await waitFor("node03's own script", () => {
