@@ -213,9 +213,11 @@ describe.skipIf(!canUseNetns() || !TOOLS)("gitrack serve with real clients", () 
       const m = new RegExp(`Statistics for: ${section}[\\s\\S]*?${field}: (\\d+)`).exec(out);
       return m ? Number(m[1]) : -1;
     };
-    expect(stat("DISCOVER-OFFER", "sent packets")).toBeGreaterThan(0);
-    expect(stat("DISCOVER-OFFER", "received packets")).toBe(stat("DISCOVER-OFFER", "sent packets"));
-    expect(stat("REQUEST-ACK", "received packets")).toBe(stat("REQUEST-ACK", "sent packets"));
+    // perfdhcp stops after -p 3 s: the last exchange may still be in flight.
+    expect(stat("DISCOVER-OFFER", "sent packets")).toBeGreaterThan(1);
+    expect(stat("DISCOVER-OFFER", "received packets")).toBeGreaterThanOrEqual(stat("DISCOVER-OFFER", "sent packets") - 1);
+    expect(stat("REQUEST-ACK", "received packets")).toBeGreaterThan(0);
+    expect(stat("REQUEST-ACK", "received packets")).toBeGreaterThanOrEqual(stat("REQUEST-ACK", "sent packets") - 1);
   });
 
   // --- TFTP --------------------------------------------------------------------
@@ -449,7 +451,7 @@ describe.skipIf(!canUseNetns() || !TOOLS)("gitrack serve with real clients", () 
     commits.gen2 = commitFiles(repo, { "machines/node01.yaml": machineDoc({ ...N1, generation: 2 }) }, "node01: reinstall (generation 2)");
     const m = await waitFor("node01 at generation 2", () => {
       const j = api(`/machines/${N1.name}`).json;
-      return j?.generation === 2 ? j : undefined;
+      return j?.generation === 2 && j.phase !== "Ready" ? j : undefined;
     });
     expect(m).toMatchObject({ phase: "Pending", bootTarget: "test-install", installedGeneration: 1 });
     expect(script(N1.mac).text).toContain(`/cache/${kernel.sha256}/`);
@@ -457,6 +459,7 @@ describe.skipIf(!canUseNetns() || !TOOLS)("gitrack serve with real clients", () 
 
   it("asks for a manual power cycle once per generation raise, not again after a restart", async () => {
     const cycles = (d: DaemonProcess) => d.lines(/manual power: please power cycle machine node01/).length;
+    await waitFor("the power cycle request in the log", () => cycles(daemon) > 0);
     expect(cycles(daemon)).toBe(1);
     await daemon.kill("SIGKILL");
     await start();
@@ -489,7 +492,7 @@ describe.skipIf(!canUseNetns() || !TOOLS)("gitrack serve with real clients", () 
   it("removes a decommissioned machine's reservation and reports it Decommissioned", async () => {
     commits.decom = commitFiles(repo, { "machines/node03.yaml": machineDoc({ ...N3, intent: "decommissioned" }) }, "node03: decommissioned");
     await waitFor("the decommission commit to be served", () => health().commit === commits.decom);
-    expect(api(`/machines/${N3.name}`).json).toMatchObject({ phase: "Decommissioned" });
+    await waitFor("node03 Decommissioned in the API", () => api(`/machines/${N3.name}`).json?.phase === "Decommissioned");
     expect(lease(N3.mac)?.ip).not.toBe(N3.ip);
     const f = await waitFor("node03 Decommissioned on the status branch", () => statusFile(N3.name).status.phase === "Decommissioned" || undefined);
     expect(f).toBe(true);
