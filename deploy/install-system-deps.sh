@@ -5,7 +5,7 @@
 # copies inside network namespaces.
 #
 #   deploy/install-system-deps.sh            test + demo set
-#   deploy/install-system-deps.sh --bench    adds tftpd-hpa, nginx (references)
+#   deploy/install-system-deps.sh --bench    adds tftpd-hpa, nginx (references), time (peak RSS)
 set -euo pipefail
 if [ "$(id -u)" != 0 ]; then
     echo "install-system-deps: not root; skipping Debian packages" >&2
@@ -14,7 +14,7 @@ fi
 PKGS="git iproute2 iputils-ping curl qemu-system-x86 ipxe-qemu ipxe busybox-static dnsmasq
 kea-dhcp4-server kea-admin isc-dhcp-client udhcpc tftp-hpa atftp radvd
 openssl cpio xz-utils zstd debian-installer-12-netboot-amd64"
-[ "${1:-}" != --bench ] || PKGS="$PKGS tftpd-hpa nginx"
+[ "${1:-}" != --bench ] || PKGS="$PKGS tftpd-hpa nginx time"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
