@@ -78,6 +78,8 @@ export class Daemon implements HttpBackend {
   private pendingCommit?: string;
   private timers: NodeJS.Timeout[] = [];
   private powerInflight = new Set<string>();
+  private pushTimer?: NodeJS.Timeout;
+  private pushing: Promise<void> = Promise.resolve();
   private stopped = false;
   readonly counters = { commitsApplied: 0, commitsRejected: 0, powerActions: 0, powerErrors: 0, events: 0, scripts: 0, files: 0, authFailures: 0 };
 
@@ -179,6 +181,7 @@ export class Daemon implements HttpBackend {
     if (this.stopped) return;
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
+    clearTimeout(this.pushTimer);
     await this.watch?.close();
     await this.remote?.close();
     await this.queue.catch(() => undefined);
@@ -657,6 +660,20 @@ export class Daemon implements HttpBackend {
     const desired = g?.commit ?? this.last?.commit;
     if (!desired || this.stopped) return;
     this.statusWriter.scheduleWrite(() => this.statusFiles(), { desiredCommit: desired, message: this.statusSummary() });
+    this.schedulePush(Math.max(1000, this.cfg.statusIntervalSec * 1000));
+  }
+
+  /**
+   * A remote repository also gets the status that no commit carries (a
+   * machine's events, its DHCP and boot requests): one push per status
+   * interval at most, and again later when a push failed.
+   */
+  private schedulePush(delayMs: number): void {
+    if (!this.remote || this.pushTimer || this.stopped) return;
+    this.pushTimer = setTimeout(() => {
+      this.pushTimer = undefined;
+      void this.pushRefs();
+    }, delayMs);
   }
 
   private statusSummary(): string {
@@ -702,15 +719,21 @@ export class Daemon implements HttpBackend {
     return files;
   }
 
-  private async pushRefs(): Promise<void> {
-    if (!this.remote) return;
+  /** Pushes status, notes and discovered refs; one push at a time. */
+  private pushRefs(): Promise<void> {
+    const remote = this.remote;
+    if (!remote) return Promise.resolve();
     const refs = [statusRef(this.cfg.site), notesRef(this.cfg.site), discoveredRef(this.cfg.site)];
-    try {
-      await this.statusWriter.flush();
-      await pushStatus(this.remote, refs);
-    } catch (err) {
-      this.log.warn({ err: err instanceof Error ? err.message : String(err) }, "pushing status refs failed; will retry");
-    }
+    this.pushing = this.pushing.then(async () => {
+      try {
+        await this.statusWriter.flush();
+        await pushStatus(remote, refs);
+      } catch (err) {
+        this.log.warn({ err: err instanceof Error ? err.message : String(err) }, "pushing status refs failed; will retry");
+        this.schedulePush(30_000);
+      }
+    });
+    return this.pushing;
   }
 
   // --- API, health, metrics ----------------------------------------------------
