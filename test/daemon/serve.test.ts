@@ -677,6 +677,20 @@ describe.skipIf(!canUseNetns() || !TOOLS)("gitrack serve following a remote repo
     expect(f.spec.generation).toBe(2);
   });
 
+  it("pushes a phase a machine reports, with no new commit to carry it", async () => {
+    const token = /\/m\/node01\/(node01\.[A-Za-z0-9_-]+)\//.exec(get("/boot/52-54-00-77-00-01.ipxe").text)?.[1];
+    expect(token).toBeTruthy();
+    const r = get(`/m/node01/${token}/events`, ["-X", "POST", "-H", "Content-Type: application/json", "-d", '{"phase":"Installing"}']);
+    expect(r.status).toBe(200);
+    await waitFor("node01 Installing on the remote's status branch", () => {
+      try {
+        return /^ {2}phase: Installing$/m.test(git(bare, ["show", "gitrack/status/lab:machines/node01.yaml"])) || undefined;
+      } catch {
+        return undefined;
+      }
+    });
+  });
+
   it("restarts on its existing mirror and follows a push on its fetch interval", async () => {
     await daemon.kill("SIGTERM");
     await start(1);
