@@ -160,6 +160,16 @@ export async function benchModel(
       aim,
     ),
   );
+  log("model: start-up alone");
+  rows.push(
+    await processRow(
+      "start-up alone (node + gitrack's imports, no repository read)",
+      [cli, "--help"],
+      runs,
+      [0],
+      () => "part of every cold figure above and below",
+    ),
+  );
   const planNote = (r: ProcResult) => {
     const last = r.stdout.trim().split("\n").pop() ?? "";
     return `exit ${r.exitCode}; "${last}"`;

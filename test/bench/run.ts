@@ -37,8 +37,7 @@ const AREAS: Area[] = [
   { id: "model", title: "Site repository: validate and plan (10,000 machines)", run: modelSection },
   { id: "dhcp", title: "DHCP: gitrack against Kea and dnsmasq", module: "./dhcp.js" },
   { id: "tftp", title: "TFTP: gitrack against tftpd-hpa", module: "./tftp.js" },
-  { id: "http", title: "HTTP: gitrack against nginx", module: "./http.js" },
-  { id: "latency", title: "Commit to DHCP reservation latency", module: "./latency.js" },
+  { id: "daemon", title: "Daemon: HTTP against nginx, commit to DHCP reservation", module: "./daemon.js" },
   { id: "boot", title: "Boot to Ready", module: "./boot.js" },
 ];
 
