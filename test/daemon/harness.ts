@@ -50,7 +50,11 @@ export function commitFiles(repo: string, files: Record<string, string | null>, 
 
 export function tempDir(prefix: string): { path: string; remove(): void } {
   const path = mkdtempSync(join(tmpdir(), `gitrack-${prefix}-`));
-  return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
+  return {
+    path,
+    // GITRACK_TEST_KEEP=1 keeps the repository, state and daemon logs for a look.
+    remove: () => (process.env.GITRACK_TEST_KEEP ? process.stderr.write(`kept ${path}\n`) : rmSync(path, { recursive: true, force: true })),
+  };
 }
 
 export function hasCommand(cmd: string): boolean {
@@ -217,12 +221,6 @@ ${m.bootEnv ? `  bootEnv: ${m.bootEnv}\n` : ""}  intent: ${m.intent ?? "provisio
   power:
     driver: manual
 `;
-}
-
-export interface Artifact {
-  path: string;
-  sha256: string;
-  bytes: Buffer;
 }
 
 /** An installer BootEnv whose kernel and initrd are local files pinned by sha256. */
