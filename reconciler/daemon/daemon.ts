@@ -23,7 +23,7 @@ import type { Model, ResolvedMachine } from "../model/model.js";
 import { formatDiagnostic } from "../model/diagnostics.js";
 import { planChange } from "../model/plan.js";
 import { renderContext, siteBaseUrl } from "../model/render.js";
-import { bootScriptUrl } from "../model/urls.js";
+import { baseUrl, bootScriptUrl } from "../model/urls.js";
 import type { BootEnvInfo } from "../model/bootenv.js";
 import { renderBootScript, renderFile } from "../../renderers/bootscript.js";
 import { TemplateError } from "../../renderers/engine.js";
@@ -328,7 +328,10 @@ export class Daemon implements HttpBackend {
   }
 
   private baseUrl(model: Model): string {
-    return siteBaseUrl(model, this.cfg.site, this.cfg.advertiseUrl);
+    // The site may pin the port machines use (e.g. behind a proxy); else it is the port this daemon listens on.
+    if (this.cfg.advertiseUrl) return this.cfg.advertiseUrl;
+    const boot = model.site(this.cfg.site)?.value.spec.boot as { advertise: string; httpPort?: number } | undefined;
+    return boot ? baseUrl(boot.advertise, boot.httpPort ?? this.cfg.httpPort) : siteBaseUrl(model, this.cfg.site);
   }
 
   private usedBootEnvs(model: Model): BootEnvInfo[] {
@@ -468,7 +471,7 @@ export class Daemon implements HttpBackend {
       const env = g.model.bootEnv(target);
       if (!env) return { status: 500, message: `bootEnv ${target} is not defined` };
       try {
-        const body = renderBootScript(env.templates, renderContext(g.model, m, env, { token: this.tokenOf(m), base: this.cfg.advertiseUrl }));
+        const body = renderBootScript(env.templates, renderContext(g.model, m, env, { token: this.tokenOf(m), base: this.baseUrl(g.model) }));
         void this.updateObserved(m.name, (x) => onScriptServed(m, x, target));
         this.log.info({ machine: m.name, mac, target, remote }, "boot script served");
         return { status: 200, body };
@@ -479,7 +482,7 @@ export class Daemon implements HttpBackend {
     const unknown = this.unknownMachine(mac);
     if (!unknown) return { status: 404, message: "no boot target for this MAC" };
     try {
-      const body = renderBootScript(unknown.env.templates, renderContext(g.model, unknown.m, unknown.env, { token: this.tokens.forUnknown(mac), base: this.cfg.advertiseUrl }));
+      const body = renderBootScript(unknown.env.templates, renderContext(g.model, unknown.m, unknown.env, { token: this.tokens.forUnknown(mac), base: this.baseUrl(g.model) }));
       void this.recordUnknown(mac, { lastBoot: now() });
       this.log.info({ mac, target: unknown.env.name, remote }, "boot script served to an unknown machine");
       return { status: 200, body };
@@ -539,7 +542,7 @@ export class Daemon implements HttpBackend {
     const env = g.model.bootEnv(envName);
     if (!env) return { status: 404, message: "not found" };
     try {
-      const f = renderFile(env.templates, name, renderContext(g.model, m, env, { token: token!, base: this.cfg.advertiseUrl }));
+      const f = renderFile(env.templates, name, renderContext(g.model, m, env, { token: token!, base: this.baseUrl(g.model) }));
       if (!f) return { status: 404, message: `no file ${name}` };
       this.counters.files++;
       if (auth.m) void this.updateObserved(m.name, (x) => onFileServed(m, x));

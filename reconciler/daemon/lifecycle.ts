@@ -2,6 +2,7 @@
 // it: which boot target it gets, what an event from it means, and which power
 // action brings it closer to what the repository wants. Level-triggered: each
 // rule reads desired and observed state afresh and is safe to apply twice.
+import { createHash } from "node:crypto";
 import type { ResolvedMachine } from "../model/model.js";
 
 export type Phase = "Pending" | "Booting" | "Installing" | "Installed" | "Ready" | "Failed" | "Decommissioned" | "Maintenance";
@@ -49,7 +50,9 @@ export function now(): string {
 
 /** The version of the document that asked for `reprovision` (one reinstall per such edit). */
 export function reprovisionKey(m: ResolvedMachine): string {
-  return `${m.doc.file.oid}#${m.doc.index}#${m.generation}`;
+  // The machine's own document, not its file: editing another document in
+  // the same file must not ask for a second wipe.
+  return createHash("sha256").update(JSON.stringify(m.doc.value)).digest("hex").slice(0, 16);
 }
 
 /** Whether the machine must (re)install what its bootEnv installs. */
