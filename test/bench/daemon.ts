@@ -720,7 +720,7 @@ export async function benchDaemon(opts: DaemonBenchOptions = {}): Promise<Daemon
         `The reserved address is first *offered* ${medOffer.toFixed(3)} s (median; max ${Math.max(...lr.map((r) => r.offerSeconds)).toFixed(3)} s) after the ref moved` +
         (late.length
           ? `; the ACK came more than 1 s after the OFFER for commit${late.length > 1 ? "s" : ""} ${late.map((r) => `${r.commit} (${(r.afterRefSeconds - r.offerSeconds).toFixed(1)} s, ${r.requests} REQUESTs; the daemon's apply of that commit took ${r.appliedMs ?? "?"} ms)`).join(", ")}: ` +
-            "the daemon answers the REQUEST (lease fdatasync'd first) only after the rest of the apply (per-machine observed state, power actions, notes for 10,000 machines) frees its event loop."
+            "the REQUEST (whose lease is fdatasync'd before the ACK) waits until the rest of that commit's apply frees the daemon's event loop — `reconcileCommit` in reconciler/daemon/daemon.ts sets the DHCP config first, then walks all 10,000 machines (observed state, power actions) before \"commit applied\"; see the daemon CPU column."
           : "."),
       "",
       `Daemon memory (\`/proc/PID/status\` of the node process; \`ip netns exec\` execs): after loading the ${machines} machines VmHWM ${s.vmHwmAfterLoadMB} MB (VmRSS ${s.vmRssAfterLoadMB} MB); ` +
