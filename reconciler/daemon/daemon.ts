@@ -174,6 +174,7 @@ export class Daemon implements HttpBackend {
     await this.tftp?.start();
     await this.http.listen({ host: cfg.listen, port: cfg.httpPort });
     this.timers.push(setInterval(() => this.checkTimeouts(), 5000));
+    this.timers.push(setInterval(() => this.resync(), 60_000));
     this.log.info({ site: cfg.site, http: cfg.httpPort, dhcp: cfg.dhcp ? cfg.dhcpPort : "off", tftp: cfg.tftp ? cfg.tftpPort : "off", commit: this.good?.commit }, "gitrack serving");
   }
 
@@ -256,11 +257,11 @@ export class Daemon implements HttpBackend {
     const siteActions = plan.actions.filter((a) => a.site === site);
     const counts: Record<string, number> = {};
     for (const a of siteActions) counts[a.type] = (counts[a.type] ?? 0) + 1;
-    // Level-triggered: every machine of the site is compared with what was
-    // observed, so an action a crash interrupted is picked up again.
-    for (const m of machines.values()) await this.updateObserved(m.name, (o) => onDesired(m, o));
-    await this.settleInterruptedPower();
-    const powerErrors = await this.runPowerActions([...machines.values()]);
+    // Level-triggered, but in proportion to the change: the machines this
+    // commit touched, plus any with a power action still in doubt; the first
+    // commit after a start, and the periodic resync, look at every machine.
+    const changed = prev && affected ? [...machines.values()].filter((m) => affected!.has(m.key) || this.observed.get(m.name)?.power?.done === false) : [...machines.values()];
+    const powerErrors = await this.converge(changed);
     this.counters.commitsApplied++;
     await this.siteStore.put("site", { ...(this.siteStore.get("site") ?? {}), lastApplied: { commit, at: now() } });
     await this.notes.setNote(commit, noteText({ outcome: powerErrors.length ? "partial" : "applied", site, commit, errors: powerErrors, startedAt: started, actions: counts }));
@@ -366,6 +367,35 @@ export class Daemon implements HttpBackend {
 
   // --- observed state ------------------------------------------------------
 
+  /**
+   * Brings `machines` toward their desired state: intent into phase, then
+   * power. Observed-state writes of one pass share one fsync, and the event
+   * loop is given back between chunks so DHCP and HTTP keep answering.
+   */
+  private async converge(machines: ResolvedMachine[]): Promise<string[]> {
+    const CHUNK = 500;
+    for (let i = 0; i < machines.length; i += CHUNK) {
+      await Promise.all(machines.slice(i, i + CHUNK).map((m) => this.updateObserved(m.name, (o) => onDesired(m, o))));
+      await new Promise((r) => setImmediate(r));
+    }
+    await this.settleInterruptedPower();
+    return this.runPowerActions(machines);
+  }
+
+  /** Every machine, now and then: catches whatever a missed event or a failed action left behind. */
+  private resync(): void {
+    const g = this.good;
+    if (!g || this.stopped) return;
+    this.queue = this.queue.then(async () => {
+      if (this.good !== g) return;
+      try {
+        await this.converge([...g.machines.values()]);
+      } catch (err) {
+        this.log.error({ err: err instanceof Error ? err.message : String(err) }, "resync failed");
+      }
+    });
+  }
+
   private async updateObserved(name: string, f: (o: MachineObserved) => MachineObserved): Promise<MachineObserved> {
     const before = this.observed.get(name) ?? initialObserved();
     const after = f(before);
@@ -396,9 +426,28 @@ export class Daemon implements HttpBackend {
    */
   private async runPowerActions(machines: ResolvedMachine[]): Promise<string[]> {
     const errors: string[] = [];
-    const todo = machines
+    const wanted = machines
       .map((m) => ({ m, act: powerActionFor(m, this.observed.get(m.name) ?? initialObserved()) }))
       .filter((x): x is { m: ResolvedMachine; act: NonNullable<typeof x.act> } => !!x.act && !this.powerInflight.has(x.m.name));
+    // Drivers this version cannot drive: recorded on each machine (in one
+    // batch) and logged once per driver, not tried machine by machine.
+    const unavailable = new Map<string, number>();
+    const todo: typeof wanted = [];
+    const recorded: Array<Promise<unknown>> = [];
+    for (const x of wanted) {
+      const driver = this.power.get(String(x.m.power?.driver));
+      if (driver && driver.available === false) {
+        unavailable.set(driver.name, (unavailable.get(driver.name) ?? 0) + 1);
+        const msg = `power driver ${driver.name} is not available in this gitrack version`;
+        recorded.push(this.updateObserved(x.m.name, (o) => ({ ...o, power: { action: x.act.action, generation: x.m.generation, key: x.act.key, at: now(), done: true, error: msg } })));
+        if (errors.length < 20) errors.push(`machine ${x.m.name}: ${msg}`);
+      } else todo.push(x);
+    }
+    await Promise.all(recorded);
+    for (const [driver, n] of unavailable) {
+      this.counters.powerErrors += n;
+      this.log.warn({ driver, machines: n }, "power driver not available: actions recorded on the machines' status, not carried out");
+    }
     const limit = this.maxUnavailable(machines.length);
     let next = 0;
     const worker = async () => {
@@ -707,13 +756,18 @@ export class Daemon implements HttpBackend {
         const lease = this.dhcp?.leaseOf(m.mac);
         const leaseKey = lease ? `${lease.ip}|${lease.state}|${lease.expiresAt}` : "";
         const hit = this.statusCache.get(m.name);
-        if (hit && hit.m === m && hit.o === stored && hit.commit === g.commit && hit.lease === leaseKey) {
+        // The desired commit a machine's status reflects is the commit its
+        // desired state last changed at: a commit that leaves a machine as it
+        // was does not rewrite that machine's file (10,000 files per commit
+        // otherwise).
+        const desired = hit && hit.m === m ? hit.commit : g.commit;
+        if (hit && hit.m === m && hit.o === stored && hit.lease === leaseKey) {
           files.set(`machines/${m.name}.yaml`, hit.text);
           continue;
         }
         const o = stored ?? initialObserved();
-        const text = machineStatusFile(m, o, g.commit, lease, bootTarget(m, o), needsInstall(m, o));
-        this.statusCache.set(m.name, { m, o: stored, commit: g.commit, lease: leaseKey, text });
+        const text = machineStatusFile(m, o, desired, lease, bootTarget(m, o), needsInstall(m, o));
+        this.statusCache.set(m.name, { m, o: stored, commit: desired, lease: leaseKey, text });
         files.set(`machines/${m.name}.yaml`, text);
       }
       for (const name of this.statusCache.keys()) if (!g.machines.has(name)) this.statusCache.delete(name);

@@ -17,6 +17,8 @@ export interface PowerOnOptions {
 
 export interface PowerDriver {
   readonly name: string;
+  /** false for a driver the schema accepts but this version cannot drive yet. */
+  readonly available?: boolean;
   status(t: PowerTarget): Promise<PowerState>;
   powerOn(t: PowerTarget, opts?: PowerOnOptions): Promise<void>;
   powerOff(t: PowerTarget): Promise<void>;

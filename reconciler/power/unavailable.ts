@@ -11,5 +11,5 @@ export function createUnavailableDriver(name: string): PowerDriver {
       `driver not available yet in this gitrack version; power the machine with driver "manual" (or "qemu" for a local VM) until it is`,
     );
   };
-  return { name, status: fail, powerOn: fail, powerOff: fail, powerCycle: fail };
+  return { name, available: false, status: fail, powerOn: fail, powerOff: fail, powerCycle: fail };
 }

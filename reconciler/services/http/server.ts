@@ -3,7 +3,8 @@
 // machine routes (a machine's token in the path), the read-only API (bearer
 // token), the Git webhook (HMAC) and operations (health, metrics).
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
-import fastifyStatic from "@fastify/static";
+import { createReadStream } from "node:fs";
+import { stat } from "node:fs/promises";
 import { timingSafeEqual } from "node:crypto";
 
 /** What a request gets from the daemon; `status` other than 200 carries a message. */
@@ -22,6 +23,43 @@ export interface HttpBackend {
   apiMachines(): unknown;
   apiMachine(name: string): unknown | undefined;
   webhook(rawBody: Buffer, signature: string | undefined): Promise<Answer>;
+}
+
+/**
+ * A cached artifact, streamed in 1 MiB reads (@fastify/static's sendFile
+ * moved a 30 MiB kernel at about a fifth of this rate here), with single
+ * byte ranges (RFC 9110 14.2) and the digest as a strong ETag: the content
+ * behind a URL never changes.
+ */
+async function sendArtifact(req: FastifyRequest, reply: FastifyReply, path: string, sha256: string): Promise<FastifyReply> {
+  const size = (await stat(path)).size;
+  const etag = `"${sha256}"`;
+  reply.header("etag", etag).header("cache-control", "public, max-age=31536000, immutable").header("accept-ranges", "bytes");
+  reply.type("application/octet-stream");
+  if (req.headers["if-none-match"] === etag) return reply.code(304).send();
+  let start = 0;
+  let end = size - 1;
+  const range = req.headers.range;
+  const ifRange = req.headers["if-range"];
+  if (range && (!ifRange || ifRange === etag)) {
+    const m = /^bytes=(\d*)-(\d*)$/.exec(range.trim());
+    if (m && (m[1] !== "" || m[2] !== "")) {
+      if (m[1] === "") {
+        start = Math.max(0, size - Number(m[2]));
+      } else {
+        start = Number(m[1]);
+        if (m[2] !== "") end = Math.min(end, Number(m[2]));
+      }
+      if (start > end || start >= size) {
+        return reply.code(416).header("content-range", `bytes */${size}`).send();
+      }
+      reply.code(206).header("content-range", `bytes ${start}-${end}/${size}`);
+    }
+    // Several ranges or a malformed header: the whole file, as RFC 9110 allows.
+  }
+  reply.header("content-length", end - start + 1);
+  if (req.method === "HEAD") return reply.send();
+  return reply.send(createReadStream(path, { start, end, highWaterMark: 1024 * 1024 }));
 }
 
 export interface HttpOptions {
@@ -69,7 +107,6 @@ export async function buildHttpServer(backend: HttpBackend, opts: HttpOptions): 
 
   // --- boot: public, read-only, no secrets --------------------------------
   await app.register(async (boot) => {
-    await boot.register(fastifyStatic, { root: backend.cacheDir, serve: false });
     boot.get<{ Params: { mac: string } }>("/boot/:mac", async (req, reply) => {
       const m = /^([0-9a-fA-F]{2}(?:[-:][0-9a-fA-F]{2}){5})\.ipxe$/.exec(req.params.mac);
       if (!m) return reply.code(404).send("not found\n");
@@ -79,7 +116,7 @@ export async function buildHttpServer(backend: HttpBackend, opts: HttpOptions): 
       if (!/^[0-9a-f]{64}$/.test(req.params.sha)) return reply.code(404).send("not found\n");
       const path = await backend.artifact(req.params.sha);
       if (!path) return reply.code(404).send("not found\n");
-      return reply.sendFile(req.params.sha, backend.cacheDir, { cacheControl: true, maxAge: 3600_000, immutable: true });
+      return sendArtifact(req, reply, path, req.params.sha);
     });
   });
 
