@@ -6,7 +6,7 @@
 //   npm run bench                       # every area
 //   npm run bench -- --only model       # some areas (comma-separated ids)
 //   npm run bench -- --runs 5           # more runs per figure where an area repeats
-import { writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -76,7 +76,8 @@ export function modelMarkdown(rows: BenchRow[], info: { machines: number; racks:
   }
   lines.push(
     "",
-    "Wall time is measured around the process spawn (node start-up included, about 0.1 s); peak RSS is GNU time's %M for the process. " +
+    "Wall time is measured around the process spawn (node start-up and gitrack's imports included: see the start-up row); CPU is user + system time of the process and its git children and peak RSS the process's maximum resident set (GNU time %U, %S, %M). " +
+      "Colleagues' tests share this machine: before each run the bench waits (at most 15 s) until other processes keep less than a third of a core busy, and the note gives the most they kept busy. " +
       "The in-process figures come from one child process that loads the base commit once and then re-plans each change several times from that loaded model " +
       "(git diff-tree, reading the changed blobs, re-parsing them, re-resolving the affected machines, diagnostics() and planChange).",
   );
@@ -86,7 +87,7 @@ export function modelMarkdown(rows: BenchRow[], info: { machines: number; racks:
 async function modelSection(ctx: BenchContext): Promise<BenchSection> {
   const machines = Number(arg("machines") ?? 10_000);
   const racks = Number(arg("racks") ?? 100);
-  const res = await benchModel({ machines, racks, runs: ctx.runs, log: ctx.log });
+  const res = await benchModel({ machines, racks, runs: Math.max(5, ctx.runs), log: ctx.log });
   for (const r of res.rows) ctx.log(`  ${r.name}: ${r.seconds.toFixed(3)} s${r.peakMB !== undefined ? `, ${r.peakMB} MB` : ""}${r.aim ? (r.aim.met ? " (aim met)" : " (aim MISSED)") : ""}`);
   return {
     markdown: modelMarkdown(res.rows, {
@@ -134,13 +135,45 @@ function header(load0: number[], load1: number[]): string {
   ].join("\n");
 }
 
+/** The measured sections of an earlier BENCHMARKS.md by title, each with the date of the run that measured it. */
+function previousSections(file: string): Map<string, { date: string; body: string }> {
+  const sections = new Map<string, { date: string; body: string }>();
+  if (!existsSync(file)) return sections;
+  const text = readFileSync(file, "utf8");
+  const fileDate = /^- date: (.*)$/m.exec(text)?.[1] ?? "an earlier run";
+  for (const part of text.split(/^## /m).slice(1)) {
+    const nl = part.indexOf("\n");
+    let body = part.slice(nl + 1).trim();
+    if (/^(Skipped|Not run|Failed)\b/.test(body)) continue;
+    let date = fileDate;
+    const kept = /^_Kept from the run of (.*?) \(this run had[^\n]*\n\n/.exec(body);
+    if (kept) {
+      date = kept[1]!;
+      body = body.slice(kept[0].length);
+    }
+    sections.set(part.slice(0, nl).trim(), { date, body });
+  }
+  return sections;
+}
+
 async function main(): Promise<void> {
   const only = arg("only")?.split(",");
+  const outFile = path.join(ROOT, "BENCHMARKS.md");
+  // With --only, the other areas' sections of the last BENCHMARKS.md are kept.
+  const previous = only ? previousSections(outFile) : undefined;
   const ctx: BenchContext = { runs: Number(arg("runs") ?? 3), log: (l) => process.stderr.write(`${l}\n`) };
   const load0 = os.loadavg();
   const sections: string[] = [];
   for (const area of AREAS) {
-    if (only && !only.includes(area.id)) continue;
+    if (only && !only.includes(area.id)) {
+      const kept = previous?.get(area.title);
+      if (kept) sections.push(`## ${area.title}\n\n_Kept from the run of ${kept.date} (this run had --only ${only.join(",")})._\n\n${kept.body}\n`);
+      else {
+        const fn = await sectionOf(area);
+        sections.push(`## ${area.title}\n\n${typeof fn === "string" ? `Skipped: not available (${fn}).` : `Not run (--only ${only.join(",")}).`}\n`);
+      }
+      continue;
+    }
     ctx.log(`== ${area.title}`);
     const fn = await sectionOf(area);
     let body: string;
@@ -158,8 +191,8 @@ async function main(): Promise<void> {
     sections.push(`## ${area.title}\n\n${body.trimEnd()}\n`);
   }
   const out = header(load0, os.loadavg()) + "\n" + sections.join("\n");
-  writeFileSync(path.join(ROOT, "BENCHMARKS.md"), out);
-  ctx.log(`wrote ${path.join(ROOT, "BENCHMARKS.md")}`);
+  writeFileSync(outFile, out);
+  ctx.log(`wrote ${outFile}`);
 }
 
 main().catch((err: unknown) => {
