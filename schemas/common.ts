@@ -2,7 +2,9 @@
 // formats (names, MACs, addresses, digests) that validation points at.
 import Type, { type TSchema } from "typebox";
 
-export const API_VERSION = "gitrack/v1";
+import { API_VERSION } from "./kinds.js";
+
+export { API_VERSION };
 
 /** A DNS label: what machine, site and profile names must be. */
 export const Name = Type.String({

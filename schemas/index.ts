@@ -6,7 +6,8 @@ import { MachineDocument } from "./machine.js";
 import { ProfileDocument } from "./profile.js";
 import { SiteDocument } from "./site.js";
 
-export { API_VERSION } from "./common.js";
+export { API_VERSION, KINDS, isKind, schemaFileName, type Kind } from "./kinds.js";
+import { KINDS, schemaFileName, type Kind } from "./kinds.js";
 export type { SiteDoc, SubnetSpec } from "./site.js";
 export type { ProfileDoc } from "./profile.js";
 export type { MachineDoc, PowerSpecT } from "./machine.js";
@@ -21,12 +22,10 @@ export const KIND_SCHEMAS = {
   BootEnv: BootEnvDocument,
 } as const;
 
-export type Kind = keyof typeof KIND_SCHEMAS;
-export const KINDS = Object.keys(KIND_SCHEMAS) as Kind[];
-
-export function isKind(value: unknown): value is Kind {
-  return typeof value === "string" && Object.prototype.hasOwnProperty.call(KIND_SCHEMAS, value);
-}
+// Every kind has a TypeBox source, and nothing else is a kind.
+const kindsMatch: Record<Kind, unknown> & Record<keyof typeof KIND_SCHEMAS, unknown> = KIND_SCHEMAS;
+void kindsMatch;
+void KINDS;
 
 /** The JSON Schema text committed as schemas/<kind>.schema.json. */
 export function schemaFileContent(kind: Kind): string {
@@ -34,6 +33,3 @@ export function schemaFileContent(kind: Kind): string {
   return JSON.stringify(schema, null, 2) + "\n";
 }
 
-export function schemaFileName(kind: Kind): string {
-  return `${kind.toLowerCase()}.schema.json`;
-}

@@ -4,7 +4,6 @@ import { cpSync, existsSync, mkdirSync, readdirSync, writeFileSync } from "node:
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { runGit } from "../source/git.js";
-import { KINDS, schemaFileContent, schemaFileName } from "../../schemas/index.js";
 import { TemplateError } from "../../renderers/engine.js";
 import { formatDiagnostic, type Diagnostic } from "../model/diagnostics.js";
 import { advanceModel, loadModel } from "../model/load.js";
@@ -32,6 +31,7 @@ export async function runInit(dir: string, branch: string, out: Out): Promise<nu
   mkdirSync(target, { recursive: true });
   cpSync(join(packageRoot(), "site-repo-template"), target, { recursive: true });
   mkdirSync(join(target, ".gitrack", "schemas"), { recursive: true });
+  const { KINDS, schemaFileContent, schemaFileName } = await import("../../schemas/index.js");
   for (const k of KINDS) writeFileSync(join(target, ".gitrack", "schemas", schemaFileName(k)), schemaFileContent(k));
   await runGit(["init", "-q", "-b", branch], { cwd: target });
   await runGit(["add", "-A"], { cwd: target });

@@ -1,8 +1,6 @@
 // `gitrack serve`: the site daemon. Every flag can also come from a GITRACK_*
 // variable; flags win.
 import { Command, Option } from "@commander-js/extra-typings";
-import { Daemon } from "../daemon/daemon.js";
-import { createLogger } from "../daemon/logger.js";
 import type { ServeConfig } from "../daemon/config.js";
 
 const int = (v: string) => {
@@ -54,6 +52,9 @@ export function addServeCommand(program: Command, setExit: (code: number) => voi
         advertiseUrl: o.advertiseUrl,
         logLevel: o.logLevel,
       };
+      // Loaded here, not at the top: the offline commands need none of it.
+      const { Daemon } = await import("../daemon/daemon.js");
+      const { createLogger } = await import("../daemon/logger.js");
       const log = createLogger(cfg.logLevel);
       const daemon = await Daemon.start(cfg, log);
       await new Promise<void>((resolve) => {
