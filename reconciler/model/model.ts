@@ -207,7 +207,9 @@ export class Model {
     out.push(...this.globalDiagnostics);
     out.push(...(this.templateDiagnostics ??= templateParamDiagnostics(this.machines)));
     for (const m of this.machines.values()) out.push(...m.diagnostics);
-    return dedupe(out).sort(compareDiagnostics);
+    const rejected: NonNullable<ParsedFile["rejected"]> = [];
+    for (const f of this.files.values()) if (f.rejected) rejected.push(...f.rejected);
+    return dedupe(out.filter((d) => !isFollowOn(d, rejected))).sort(compareDiagnostics);
   }
 
   isValid(): boolean {
@@ -322,6 +324,32 @@ function dedupe(ds: Diagnostic[]): Diagnostic[] {
   });
 }
 
+/**
+ * Why a cross-check failed, when the cause may be a document rejected for its
+ * own errors: a reference to it, or a selector it would have matched. Such a
+ * follow-on problem is not reported (the document's own errors are).
+ */
+type Cause =
+  | { missing: { kind: string; name: string; site?: string } }
+  | { anyMissing: Array<{ kind: string; name: string }> }
+  | { selector: { site: string; labels: Record<string, string>; found: number; count: number } };
+const causes = new WeakMap<Diagnostic, Cause>();
+
+function because(d: Diagnostic, cause: Cause): Diagnostic {
+  causes.set(d, cause);
+  return d;
+}
+
+function isFollowOn(d: Diagnostic, rejected: Array<{ kind: string; name: string; site?: string; labels?: Record<string, string> }>): boolean {
+  const c = causes.get(d);
+  if (!c || rejected.length === 0) return false;
+  if ("missing" in c) return rejected.some((r) => r.kind === c.missing.kind && r.name === c.missing.name && (!c.missing.site || r.site === c.missing.site));
+  if ("anyMissing" in c) return c.anyMissing.some((m) => rejected.some((r) => r.kind === m.kind && r.name === m.name));
+  const want = Object.entries(c.selector.labels);
+  const more = rejected.filter((r) => r.kind === "Machine" && r.site === c.selector.site && want.every(([k, v]) => r.labels?.[k] === v)).length;
+  return more > 0 && c.selector.found + more >= c.selector.count;
+}
+
 export function at(doc: SourceDoc, path: PathSegment[], message: string, opts: { key?: boolean; machine?: string } = {}): Diagnostic {
   const pos = positionOf(doc.file, doc.index, path, { key: opts.key });
   return { file: doc.file.path, line: pos.line, col: pos.col, message, ...(opts.machine ? { machine: opts.machine } : {}) };
@@ -425,13 +453,17 @@ function resolveMembership(idx: Indexes): { membership: Map<string, ClusterMembe
   for (const cname of names) {
     const doc = idx.clusters.get(cname)!;
     const spec = doc.value.spec as { site: string; roles: Record<string, { machines?: string[]; selector?: { matchLabels: Record<string, string> }; count: number }> };
-    if (!idx.sites.has(spec.site)) diagnostics.push(at(doc, ["spec", "site"], `site "${spec.site}" is not defined`));
+    if (!idx.sites.has(spec.site)) diagnostics.push(because(at(doc, ["spec", "site"], `site "${spec.site}" is not defined`), { missing: { kind: "Site", name: spec.site } }));
     for (const [role, r] of Object.entries(spec.roles)) {
       const chosen: string[] = [];
       if (r.machines) {
         r.machines.forEach((m, i) => {
           if (!idx.machines.has(machineKey(spec.site, m))) {
-            diagnostics.push(at(doc, ["spec", "roles", role, "machines", i], `cluster ${cname} role ${role}: machine "${m}" is not defined in site "${spec.site}"`));
+            diagnostics.push(
+              because(at(doc, ["spec", "roles", role, "machines", i], `cluster ${cname} role ${role}: machine "${m}" is not defined in site "${spec.site}"`), {
+                missing: { kind: "Machine", name: m, site: spec.site },
+              }),
+            );
           } else chosen.push(m);
         });
       }
@@ -446,7 +478,10 @@ function resolveMembership(idx: Indexes): { membership: Map<string, ClusterMembe
         matches.sort();
         if (matches.length < r.count) {
           diagnostics.push(
-            at(doc, ["spec", "roles", role, "selector"], `cluster ${cname} role ${role}: selector ${want.map(([k, v]) => `${k}=${v}`).join(",")} matches ${matches.length} machine(s), fewer than count ${r.count}`),
+            because(
+              at(doc, ["spec", "roles", role, "selector"], `cluster ${cname} role ${role}: selector ${want.map(([k, v]) => `${k}=${v}`).join(",")} matches ${matches.length} machine(s), fewer than count ${r.count}`),
+              { selector: { site: spec.site, labels: r.selector.matchLabels, found: matches.length, count: r.count } },
+            ),
           );
         }
         // A Set, not chosen.includes(): a role of thousands of machines was quadratic.
@@ -524,7 +559,7 @@ function resolveMachine(doc: SourceDoc, idx: Indexes, member: ClusterMembership 
   const diagnostics: Diagnostic[] = [];
   const deps: string[] = [`Site:${spec.site}`];
   const site = idx.sites.get(spec.site);
-  if (!site) diagnostics.push(at(doc, ["spec", "site"], `site "${spec.site}" is not defined`, { machine: name }));
+  if (!site) diagnostics.push(because(at(doc, ["spec", "site"], `site "${spec.site}" is not defined`, { machine: name }), { missing: { kind: "Site", name: spec.site } }));
 
   const interfaces = spec.interfaces.map((i) => ({ ...i, mac: i.mac.toLowerCase() }));
   const primary = interfaces[0]!;
@@ -564,7 +599,7 @@ function resolveMachine(doc: SourceDoc, idx: Indexes, member: ClusterMembership 
     deps.push(`Profile:${p.name}`);
     const pd = idx.profiles.get(p.name);
     if (!pd) {
-      const d = at(p.from, p.path, `profile "${p.name}" is not defined`, { machine: name });
+      const d = because(at(p.from, p.path, `profile "${p.name}" is not defined`, { machine: name }), { missing: { kind: "Profile", name: p.name } });
       if (p.from === doc) diagnostics.push(d);
       else diagnostics.push(d); // reported once per cluster position by dedupe
       continue;
@@ -588,9 +623,13 @@ function resolveMachine(doc: SourceDoc, idx: Indexes, member: ClusterMembership 
   if (bootEnv) {
     deps.push(`BootEnv:${bootEnv}`);
     bootEnvDoc = idx.bootEnvs.get(bootEnv);
-    if (!bootEnvDoc) diagnostics.push(at(bootEnvFrom!.doc, bootEnvFrom!.path, `bootEnv "${bootEnv}" is not defined`, { machine: name }));
+    if (!bootEnvDoc) {
+      diagnostics.push(because(at(bootEnvFrom!.doc, bootEnvFrom!.path, `bootEnv "${bootEnv}" is not defined`, { machine: name }), { missing: { kind: "BootEnv", name: bootEnv } }));
+    }
   } else {
-    diagnostics.push(at(doc, ["spec"], `machine ${name} has no bootEnv: set spec.bootEnv or use a profile that sets one`, { machine: name }));
+    // With a profile missing, that profile may be the one meant to name it.
+    const missingProfiles = profiles.filter((p) => !idx.profiles.has(p.name)).map((p) => ({ kind: "Profile", name: p.name }));
+    diagnostics.push(because(at(doc, ["spec"], `machine ${name} has no bootEnv: set spec.bootEnv or use a profile that sets one`, { machine: name }), { anyMissing: missingProfiles }));
   }
 
   // Params, lowest precedence first: bootEnv defaults, site, cluster, profiles
@@ -676,11 +715,11 @@ function siteDiagnostics(idx: Indexes): Diagnostic[] {
       }
     });
     const unknown = site.value.spec.boot.unknownBootEnv as string | undefined;
-    if (unknown && !idx.bootEnvs.has(unknown)) out.push(at(site, ["spec", "boot", "unknownBootEnv"], `bootEnv "${unknown}" is not defined`));
+    if (unknown && !idx.bootEnvs.has(unknown)) out.push(because(at(site, ["spec", "boot", "unknownBootEnv"], `bootEnv "${unknown}" is not defined`), { missing: { kind: "BootEnv", name: unknown } }));
   }
   for (const p of idx.profiles.values()) {
     const be = p.value.spec.bootEnv as string | undefined;
-    if (be && !idx.bootEnvs.has(be)) out.push(at(p, ["spec", "bootEnv"], `bootEnv "${be}" is not defined`));
+    if (be && !idx.bootEnvs.has(be)) out.push(because(at(p, ["spec", "bootEnv"], `bootEnv "${be}" is not defined`), { missing: { kind: "BootEnv", name: be } }));
   }
   return out;
 }

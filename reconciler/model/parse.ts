@@ -25,10 +25,20 @@ export interface SourceDoc {
   value: { apiVersion: string; kind: Kind; metadata: { name: string; labels?: Record<string, string>; annotations?: Record<string, string> }; spec: any };
 }
 
+/** A document that failed its schema but says what it is: its name still counts for references. */
+export interface RejectedDoc {
+  kind: Kind;
+  name: string;
+  site?: string;
+  labels?: Record<string, string>;
+}
+
 export interface ParsedFile {
   file: SourceFile;
   docs: SourceDoc[];
   diagnostics: Diagnostic[];
+  /** Documents whose own errors are reported; references to them are not reported again. */
+  rejected?: RejectedDoc[];
 }
 
 const addFormats = addFormatsModule as unknown as (ajv: Ajv2020) => void;
@@ -58,6 +68,7 @@ export function parseFile(file: SourceFile): ParsedFile {
     return { file, docs: [], diagnostics };
   }
   const docs: SourceDoc[] = [];
+  const rejected: RejectedDoc[] = [];
   raw.forEach((value, index) => {
     if (value === null || value === undefined) return; // an empty document (e.g. a trailing ---)
     const at = (path: PathSegment[], key = false) => ({ file: file.path, ...positionOf(file, index, path, { key }) });
@@ -83,11 +94,18 @@ export function parseFile(file: SourceFile): ParsedFile {
     const validate = validators.get(v.kind)!;
     if (!validate(v)) {
       for (const d of schemaDiagnostics(validate.errors ?? [], v)) diagnostics.push({ ...at(d.path, d.key), message: d.message });
+      const doc = value as { kind: Kind; metadata?: { name?: unknown; labels?: unknown }; spec?: { site?: unknown } };
+      const meta = doc.metadata;
+      if (typeof meta?.name === "string") {
+        const spec = doc.spec;
+        const labels = meta.labels && typeof meta.labels === "object" ? (meta.labels as Record<string, string>) : undefined;
+        rejected.push({ kind: doc.kind, name: meta.name, site: typeof spec?.site === "string" ? spec.site : undefined, labels });
+      }
       return;
     }
     docs.push({ file, index, kind: v.kind, name: (v.metadata as { name: string }).name, value: v as SourceDoc["value"] });
   });
-  return { file, docs, diagnostics };
+  return rejected.length ? { file, docs, diagnostics, rejected } : { file, docs, diagnostics };
 }
 
 function decodePointer(pointer: string): PathSegment[] {
