@@ -70,16 +70,24 @@ function pickMachine(model: Model, name: string, site: string | undefined): Reso
   return found[0]!;
 }
 
+/** Runs `f` on the model of `o.rev` and the machine `name` in it; the repository is closed after. */
+async function withMachine<T>(name: string, o: { repo: string; rev: string; site?: string }, f: (model: Model, m: ResolvedMachine) => T | Promise<T>): Promise<T> {
+  const repo = await openRepo(o.repo);
+  try {
+    const { model } = await modelAt(repo, o.rev);
+    return await f(model, pickMachine(model, name, o.site));
+  } finally {
+    await repo.close();
+  }
+}
+
 export async function runRender(
   name: string,
   what: string,
   o: { repo: string; rev: string; site?: string; bootEnv?: string },
   out: Out,
 ): Promise<number> {
-  const repo = await openRepo(o.repo);
-  try {
-    const { model } = await modelAt(repo, o.rev);
-    const m = pickMachine(model, name, o.site);
+  return withMachine(name, o, (model, m) => {
     const envName = o.bootEnv ?? m.bootEnv;
     const env = envName ? model.bootEnv(envName) : undefined;
     if (!env) throw new CliError(`machine ${m.name} has no usable bootEnv${envName ? ` ("${envName}" is not defined)` : ""}`);
@@ -97,9 +105,7 @@ export async function runRender(
     }
     out(text.endsWith("\n") ? text : text + "\n");
     return 0;
-  } finally {
-    await repo.close();
-  }
+  });
 }
 
 export async function runExplain(
@@ -108,10 +114,7 @@ export async function runExplain(
   o: { repo: string; rev: string; site?: string; format: "text" | "json" },
   out: Out,
 ): Promise<number> {
-  const repo = await openRepo(o.repo);
-  try {
-    const { model } = await modelAt(repo, o.rev);
-    const m = pickMachine(model, name, o.site);
+  return withMachine(name, o, (_model, m) => {
     const keys = param ? [param] : Object.keys(m.params).sort();
     if (param && !(param in m.params)) {
       throw new CliError(`param "${param}" is not set for machine ${m.name} (precedence: machine, profiles ${m.profiles.join(", ") || "(none)"}, cluster, site ${m.site}, bootEnv ${m.bootEnv ?? "(none)"})`);
@@ -131,9 +134,7 @@ export async function runExplain(
       out(`${r.param.padEnd(width)}  ${JSON.stringify(r.value)}  ← ${r.from} at ${r.file}:${r.line}:${r.col}\n`);
     }
     return 0;
-  } finally {
-    await repo.close();
-  }
+  });
 }
 
 function precedenceOf(m: ResolvedMachine): string[] {
