@@ -711,7 +711,15 @@ export class Daemon implements HttpBackend {
     const g = this.good ?? undefined;
     const desired = g?.commit ?? this.last?.commit;
     if (!desired || this.stopped) return;
-    this.statusWriter.scheduleWrite(() => this.statusFiles(), { desiredCommit: desired, message: this.statusSummary() });
+    // Called on every observed change: it must stay O(1). The summary (a pass
+    // over every machine) is computed when the write happens, not here.
+    const summary = () => this.statusSummary();
+    this.statusWriter.scheduleWrite(() => this.statusFiles(), {
+      desiredCommit: desired,
+      get message() {
+        return summary();
+      },
+    });
     this.schedulePush(Math.max(1000, this.cfg.statusIntervalSec * 1000));
   }
 
