@@ -175,6 +175,9 @@ export class Daemon implements HttpBackend {
     await this.http.listen({ host: cfg.listen, port: cfg.httpPort });
     this.timers.push(setInterval(() => this.checkTimeouts(), 5000));
     this.timers.push(setInterval(() => this.resync(), 60_000));
+    // Status commits add objects to the repository; let git pack them as it
+    // does after its own commits (a no-op until there are enough).
+    this.timers.push(setInterval(() => void this.repo.run(["gc", "--auto", "--quiet"]).catch((err) => this.log.warn({ err: String(err) }, "git gc --auto failed")), 600_000));
     this.log.info({ site: cfg.site, http: cfg.httpPort, dhcp: cfg.dhcp ? cfg.dhcpPort : "off", tftp: cfg.tftp ? cfg.tftpPort : "off", commit: this.good?.commit }, "gitrack serving");
   }
 
