@@ -130,7 +130,7 @@ function header(load0: number[], load1: number[]): string {
     `- Node ${process.version}`,
     `- date: ${new Date().toISOString()}`,
     `- load average (1 min) at start ${load0[0]!.toFixed(2)}, at end ${load1[0]!.toFixed(2)}` +
-      (shared ? ": **the machine was not idle** (load average above 1 on 2 cores), so times may include contention for the cores" : ""),
+      (shared ? ": **the machine was not idle** (1-minute load average above 0.3), so times may include contention for the cores" : ""),
     "",
   ].join("\n");
 }
