@@ -169,11 +169,18 @@ export function createQemuDriver(opts: { stateDir: string; logger: PowerLogger; 
     let exited = false;
     child.once("exit", () => (exited = true));
     child.once("error", () => (exited = true));
+    // The PID file goes down at once: a daemon killed in the next moments
+    // must find this VM on restart, not start a second one.
+    const early = procStartTime(pid);
+    if (early !== undefined) {
+      writeFileSync(pidFile(t.machine), JSON.stringify({ pid, startTime: early, tap, mac, startedAt: new Date().toISOString() } satisfies PidRecord) + "\n");
+    }
     // QEMU rejects bad arguments and busy taps at once; see that here rather
     // than report a VM that is not there.
     await sleep(300);
     const startTime = procStartTime(pid);
     if (exited || startTime === undefined) {
+      rmSync(pidFile(t.machine), { force: true });
       await removeTap(tap);
       throw fail(`QEMU exited at start: ${tail(join(dir, "qemu.log"))}`);
     }
