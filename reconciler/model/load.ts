@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { builtinBootEnvDir } from "../../renderers/builtin.js";
 import type { GitRepo } from "../source/git.js";
 import { Model } from "./model.js";
-import type { SourceFile } from "./parse.js";
+import { parseFile, type ParsedFile, type SourceFile } from "./parse.js";
 
 const YAML_EXTS = [".yaml", ".yml"];
 
@@ -34,7 +34,22 @@ export async function readCommitFiles(repo: GitRepo, commit: string): Promise<So
 }
 
 export async function loadModel(repo: GitRepo, commit: string): Promise<Model> {
-  return Model.build(await readCommitFiles(repo, commit), { builtinFiles: builtinFiles() });
+  const entries = (await repo.listFiles(commit, { exts: YAML_EXTS })).filter((e) => isSiteFile(e.path));
+  const pathsOf = new Map<string, string[]>();
+  for (const e of entries) {
+    const paths = pathsOf.get(e.oid);
+    if (paths) paths.push(e.path);
+    else pathsOf.set(e.oid, [e.path]);
+  }
+  // Each file is parsed as soon as git hands it over: parsing overlaps reading.
+  const parsed = new Map<string, ParsedFile>();
+  await repo.readBlobsEach(pathsOf.keys(), (oid, text) => {
+    for (const path of pathsOf.get(oid) ?? []) parsed.set(path, parseFile({ path, oid, text }));
+  });
+  // Files in tree order, as a cold build from readCommitFiles() would hold them.
+  const ordered = new Map<string, ParsedFile>();
+  for (const e of entries) ordered.set(e.path, parsed.get(e.path)!);
+  return Model.fromParsed(ordered, { builtinFiles: builtinFiles() });
 }
 
 /** The model of `toCommit`, derived from `from` (the model of `fromCommit`) by the files that differ. */

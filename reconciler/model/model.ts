@@ -95,6 +95,11 @@ export class Model {
   static build(files: SourceFile[], opts: ModelOptions = {}): Model {
     const parsed = new Map<string, ParsedFile>();
     for (const f of files) parsed.set(f.path, parseFile(f));
+    return Model.fromParsed(parsed, opts);
+  }
+
+  /** A model of files already parsed with parseFile() (e.g. while they were being read). */
+  static fromParsed(parsed: Map<string, ParsedFile>, opts: ModelOptions = {}): Model {
     const builtins = new Map<string, SourceDoc>();
     for (const f of opts.builtinFiles ?? []) {
       for (const d of parseFile(f).docs) if (d.kind === "BootEnv") builtins.set(d.name, d);

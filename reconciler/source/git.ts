@@ -290,6 +290,21 @@ export class GitRepo {
     return out;
   }
 
+  /**
+   * Reads blobs by oid and hands each to `onBlob` as it arrives, so the
+   * caller's work on one overlaps git's reading of the next; throws if any
+   * is missing.
+   */
+  async readBlobsEach(oids: Iterable<string>, onBlob: (oid: string, text: string) => void): Promise<void> {
+    const unique = [...new Set(oids)];
+    let seen = 0;
+    await this.catFile().read(unique, (oid, obj) => {
+      seen++;
+      onBlob(oid, obj.content.toString("utf8"));
+    });
+    if (seen !== unique.length) throw new GitError(["cat-file", "--batch"], undefined, `${unique.length - seen} object(s) missing`);
+  }
+
   /** Reads one blob as UTF-8 text, or undefined when it is missing. */
   async readBlob(oid: string): Promise<string | undefined> {
     const objects = await this.catFile().read([oid]);
@@ -470,7 +485,10 @@ class CatFileBatch {
   dead = false;
   private proc?: ChildProcessWithoutNullStreams;
   private starting?: Promise<ChildProcessWithoutNullStreams>;
-  private readonly pending: BatchRequest[] = [];
+  // A FIFO as an array and a head index: shift() on 10,000 waiting requests
+  // moves the whole array each time.
+  private pending: BatchRequest[] = [];
+  private head = 0;
   private stderr = "";
   // Parser state: either waiting for a header line, or collecting a body.
   private header = Buffer.alloc(0);
@@ -478,7 +496,8 @@ class CatFileBatch {
 
   constructor(private readonly gitDir: () => Promise<string>) {}
 
-  async read(oids: string[]): Promise<Map<string, BatchObject>> {
+  /** Reads objects in order; `onEach` sees each one as soon as it arrives (parsing can overlap reading). */
+  async read(oids: string[], onEach?: (oid: string, obj: BatchObject) => void): Promise<Map<string, BatchObject>> {
     const out = new Map<string, BatchObject>();
     if (oids.length === 0) return out;
     for (const oid of oids) {
@@ -491,7 +510,10 @@ class CatFileBatch {
           this.pending.push({
             oid,
             resolve: (obj) => {
-              if (obj) out.set(oid, obj);
+              if (obj) {
+                if (onEach) onEach(oid, obj);
+                else out.set(oid, obj);
+              }
               resolve();
             },
             reject,
@@ -530,7 +552,10 @@ class CatFileBatch {
         // The process died: fail what is pending; the next read starts a new one.
         this.dead = true;
         const err = new GitError(["cat-file", "--batch"], proc.exitCode ?? undefined, `${this.stderr}${why}`);
-        for (const req of this.pending.splice(0)) req.reject(err);
+        const waiting = this.pending.slice(this.head);
+        this.pending = [];
+        this.head = 0;
+        for (const req of waiting) req.reject(err);
       };
       proc.on("error", (e) => fail(e.message));
       proc.on("close", () => fail("the process exited"));
@@ -553,7 +578,7 @@ class CatFileBatch {
           const content = Buffer.concat(this.body.chunks).subarray(0, this.body.size);
           const type = this.body.type;
           this.body = undefined;
-          this.pending.shift()?.resolve({ type, content });
+          this.next()?.resolve({ type, content });
         }
         continue;
       }
@@ -570,8 +595,20 @@ class CatFileBatch {
       if (parts.length === 3 && /^\d+$/.test(parts[2])) {
         this.body = { type: parts[1], size: Number(parts[2]), chunks: [], have: 0 };
       } else {
-        this.pending.shift()?.resolve(undefined);
+        this.next()?.resolve(undefined);
       }
     }
+  }
+
+  /** The oldest request still waiting for its answer. */
+  private next(): BatchRequest | undefined {
+    const req = this.pending[this.head];
+    if (req === undefined) return undefined;
+    this.head++;
+    if (this.head === this.pending.length) {
+      this.pending = [];
+      this.head = 0;
+    }
+    return req;
   }
 }

@@ -82,7 +82,7 @@ describe.skipIf(!canRunLab())("end-to-end: machines boot from commits", () => {
       }
     }, 1000);
     await vm.stop();
-    expect(proposal).toMatch(new RegExp(`mac: "?${strangerMac}"?`));
+    expect(proposal).toMatch(new RegExp(`mac: ["']?${strangerMac}["']?`));
     expect(proposal).toMatch(/discovered\.gitrack\.io\/cpus/);
     expect(git(repo, ["rev-parse", "gitrack/discovered/lab^"])).toBe(git(repo, ["rev-parse", "main"]));
     git(repo, ["merge", "-q", "--ff-only", "gitrack/discovered/lab"]);
