@@ -20,6 +20,7 @@ import os from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { readJsonLog } from "../lib/json-log.js";
 import { createVethPair, type Netns, type VethPair } from "../lib/netns.js";
 import { generateRepo } from "./gen-repo.js";
 import { startNginx } from "./http-ref.js";
@@ -186,17 +187,7 @@ function startGitrack(ns: Netns, args: string[], logFile: string): Daemon {
   } finally {
     closeSync(fd);
   }
-  const lines = () =>
-    readFileSync(logFile, "utf8")
-      .split("\n")
-      .filter((l) => l.startsWith("{"))
-      .map((l) => {
-        try {
-          return JSON.parse(l) as Record<string, unknown>;
-        } catch {
-          return {};
-        }
-      });
+  const lines = () => readJsonLog(logFile);
   return {
     child,
     pid: child.pid!,

@@ -7,6 +7,7 @@ import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, 
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { parseJsonLines } from "../lib/json-log.js";
 import type { Netns } from "../lib/netns.js";
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -108,17 +109,7 @@ export class DaemonProcess {
 
   /** The JSON lines of the log whose msg matches re. */
   lines(re: RegExp): Array<Record<string, unknown>> {
-    return this.log()
-      .split("\n")
-      .filter((l) => l.startsWith("{"))
-      .map((l) => {
-        try {
-          return JSON.parse(l) as Record<string, unknown>;
-        } catch {
-          return {};
-        }
-      })
-      .filter((l) => typeof l.msg === "string" && re.test(l.msg));
+    return parseJsonLines(this.log()).filter((l) => typeof l.msg === "string" && re.test(l.msg));
   }
 
   async ready(timeoutMs = 30_000): Promise<void> {

@@ -1,9 +1,10 @@
 // `gitrack serve` as a process inside a lab namespace, and reading what it
 // wrote to Git (status branch, notes) with the git CLI.
 import type { ChildProcess } from "node:child_process";
-import { closeSync, mkdirSync, openSync, readFileSync } from "node:fs";
+import { closeSync, mkdirSync, openSync } from "node:fs";
 import { join } from "node:path";
 import jsyaml from "js-yaml";
+import { readJsonLog } from "../../lib/json-log.js";
 import type { Lab } from "./lab.js";
 import { GITRACK, git } from "./site-repo.js";
 
@@ -91,20 +92,5 @@ export function note(repo: string, commit: string): string | undefined {
 }
 
 export function logLines(path: string): Array<Record<string, unknown>> {
-  let text = "";
-  try {
-    text = readFileSync(path, "utf8");
-  } catch {
-    return [];
-  }
-  return text
-    .split("\n")
-    .filter((l) => l.startsWith("{"))
-    .map((l) => {
-      try {
-        return JSON.parse(l) as Record<string, unknown>;
-      } catch {
-        return {};
-      }
-    });
+  return readJsonLog(path);
 }
