@@ -2,10 +2,9 @@
 // schema of their kind. Each file is handled alone, so a commit that changes
 // one file re-parses one file.
 import jsyaml from "js-yaml";
-import { Ajv2020 } from "ajv/dist/2020.js";
-import addFormatsModule from "ajv-formats";
 import type { ErrorObject, ValidateFunction } from "ajv";
-import { KINDS, API_VERSION, isKind, readSchemaFile, type Kind } from "../../schemas/kinds.js";
+import { API_VERSION, KINDS, isKind, type Kind } from "../../schemas/kinds.js";
+import * as generatedValidators from "../../schemas/validators.generated.js";
 import type { Diagnostic } from "./diagnostics.js";
 import { positionOf, syntaxProblems, type PathSegment } from "./yaml-source.js";
 
@@ -41,18 +40,11 @@ export interface ParsedFile {
   rejected?: RejectedDoc[];
 }
 
-const addFormats = addFormatsModule as unknown as (ajv: Ajv2020) => void;
-// optimize: false compiles the five schemas in ~200 ms of CPU instead of ~330 ms at start-up;
-// validating 10,000 Machine documents takes the same ~160 ms either way.
-const ajv = new Ajv2020({ allErrors: true, strict: true, discriminator: true, verbose: true, code: { optimize: false } });
-addFormats(ajv);
-// The committed JSON Schema files (a test keeps them equal to the TypeBox
-// sources); reading them skips building the schemas at every start.
+// The validators are generated ahead of time from the committed JSON Schema
+// files (schemas/validators.ts; a test keeps them current), so start-up does
+// not load ajv's compiler.
 const validators = new Map<Kind, ValidateFunction>(
-  KINDS.map((k) => {
-    const { $schema: _draft, ...schema } = readSchemaFile(k);
-    return [k, ajv.compile(schema)];
-  }),
+  Object.entries(generatedValidators as Record<Kind, ValidateFunction>) as [Kind, ValidateFunction][],
 );
 
 export function parseFile(file: SourceFile): ParsedFile {

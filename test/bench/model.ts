@@ -154,12 +154,11 @@ async function processRow(
  * fresh process. Bare package names resolve from the repository root.
  */
 const STARTUP_STEPS: Array<[string, string]> = [
-  ["typebox (schemas/*.ts build the JSON Schemas at run time)", "typebox"],
-  ["schemas/index.js", "./dist/schemas/index.js"],
-  ["ajv + ajv-formats", "ajv/dist/2020.js"],
+  ["schemas/validators.generated.js (ajv standalone code)", "./dist/schemas/validators.generated.js"],
   ["liquidjs", "liquidjs"],
   ["yaml", "yaml"],
-  ["model/parse.js (compiles the five validators)", "./dist/reconciler/model/parse.js"],
+  ["js-yaml", "js-yaml"],
+  ["model/parse.js", "./dist/reconciler/model/parse.js"],
   ["the rest of model/load.js", "./dist/reconciler/model/load.js"],
   ["cli/commands.js", "./dist/reconciler/cli/commands.js"],
   ["cli/main.js (serve, status: fastify, pino, services)", "./dist/reconciler/cli/main.js"],
