@@ -8,7 +8,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 /** Names of the BootEnvs in builtinBootEnvDir(), one file `<name>.yaml` each. */
-export const BUILTIN_BOOTENV_NAMES = ["local", "discovery", "debian-12"] as const;
+export const BUILTIN_BOOTENV_NAMES = ["local", "discovery", "debian-12", "rocky-8"] as const;
 
 function packageRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
