@@ -25,6 +25,12 @@ export function addServeCommand(program: Command, setExit: (code: number) => voi
     .addOption(new Option("--no-dhcp", "do not serve DHCP").env("GITRACK_NO_DHCP"))
     .addOption(new Option("--no-tftp", "do not serve TFTP").env("GITRACK_NO_TFTP"))
     .addOption(new Option("--tftp-root <dir>", "folder served by TFTP (default: Debian's ipxe files)").env("GITRACK_TFTP_ROOT"))
+    .addOption(
+      new Option("--tftp-busy-poll-us <n>", "after each TFTP window sent, poll for the ACK this many microseconds before sleeping (backs off when unanswered; 0: off)")
+        .env("GITRACK_TFTP_BUSY_POLL_US")
+        .default(200)
+        .argParser(int),
+    )
     .addOption(new Option("--fetch-interval <s>", "safety-net fetch interval of a remote repository").env("GITRACK_FETCH_INTERVAL").default(60).argParser(int))
     .addOption(new Option("--install-timeout <s>", "seconds a machine may be Booting/Installing before Failed").env("GITRACK_INSTALL_TIMEOUT").default(1800).argParser(Number))
     .addOption(new Option("--status-interval <s>", "minimum seconds between status commits").env("GITRACK_STATUS_INTERVAL").default(3).argParser(Number))
@@ -44,6 +50,7 @@ export function addServeCommand(program: Command, setExit: (code: number) => voi
         dhcp: o.dhcp !== false,
         tftp: o.tftp !== false,
         tftpRoot: o.tftpRoot,
+        tftpBusyPollUs: o.tftpBusyPollUs,
         fetchIntervalSec: o.fetchInterval,
         installTimeoutSec: o.installTimeout,
         statusIntervalSec: o.statusInterval,

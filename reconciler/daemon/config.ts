@@ -14,6 +14,8 @@ export interface ServeConfig {
   tftp: boolean;
   /** Folder the TFTP server serves (default: Debian's ipxe package files). */
   tftpRoot?: string;
+  /** TFTP busy-poll window in microseconds after each window sent (0: off); see services/tftp/busy-poll.ts. */
+  tftpBusyPollUs?: number;
   /** Seconds between safety-net fetches of a remote repository. */
   fetchIntervalSec: number;
   /** Seconds a machine may spend Booting/Installing before it is Failed. */
@@ -39,6 +41,7 @@ export const SERVE_ENV: Record<string, keyof ServeConfig> = {
   GITRACK_TFTP_PORT: "tftpPort",
   GITRACK_DHCP_PORT: "dhcpPort",
   GITRACK_TFTP_ROOT: "tftpRoot",
+  GITRACK_TFTP_BUSY_POLL_US: "tftpBusyPollUs",
   GITRACK_FETCH_INTERVAL: "fetchIntervalSec",
   GITRACK_INSTALL_TIMEOUT: "installTimeoutSec",
   GITRACK_STATUS_INTERVAL: "statusIntervalSec",

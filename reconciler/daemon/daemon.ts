@@ -153,7 +153,13 @@ export class Daemon implements HttpBackend {
     if (cfg.tftp) {
       const root = cfg.tftpRoot ?? defaultIpxeRoot();
       if (!root) throw new Error("no TFTP root: install Debian's ipxe package or pass --tftp-root (or --no-tftp)");
-      this.tftp = new TftpServer({ root: cfg.tftpRoot, port: cfg.tftpPort, bindAddress: cfg.listen, logger: this.log.child({ component: "tftp" }) });
+      this.tftp = new TftpServer({
+        root: cfg.tftpRoot,
+        port: cfg.tftpPort,
+        bindAddress: cfg.listen,
+        busyPollUs: cfg.tftpBusyPollUs,
+        logger: this.log.child({ component: "tftp" }),
+      });
     }
     this.http = await buildHttpServer(this, { apiToken: this.apiToken, logger: this.log.child({ component: "http" }, { level: "warn" }) });
 

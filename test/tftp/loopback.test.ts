@@ -91,6 +91,19 @@ describe.skipIf(!haveClients)("TFTP server on loopback with real clients", () =>
     expect(sha256(o("atftp.bin"))).toBe(sha256(path.join(root, "small.bin")));
   });
 
+  it("serves the same bytes with busy-polling turned off", async () => {
+    const own = new TftpServer({ root, port: 0, bindAddress: HOST, busyPollUs: 0 });
+    await own.start();
+    try {
+      const r = await atftpGet(undefined, HOST, own.address().port, "small.bin", o("atftp-nopoll.bin"), { blksize: 1468 });
+      expect(r.ok, r.stderr).toBe(true);
+      expect(sha256(o("atftp-nopoll.bin"))).toBe(sha256(path.join(root, "small.bin")));
+      expect(own.stats().blocksSent).toBeGreaterThan(1);
+    } finally {
+      await own.stop();
+    }
+  });
+
   it("serves busybox tftp with blksize 1468", async () => {
     const r = await busyboxGet(undefined, HOST, port, "sub/nested.bin", o("bb.bin"), 1468);
     expect(r.ok, r.stderr).toBe(true);

@@ -1,6 +1,6 @@
 // Runs a TftpServer as its own process, for tests and benches that need the
 // server inside a network namespace:
-//   node --import tsx test/tftp/serve.ts [--root DIR (default /usr/lib/ipxe)] [--bind ADDR] [--port N] [--echo-resolver]
+//   node --import tsx test/tftp/serve.ts [--root DIR (default /usr/lib/ipxe)] [--bind ADDR] [--port N] [--busy-poll-us N] [--echo-resolver]
 // Prints one JSON line {"ready":true,"port":N} when listening and the final
 // stats as a JSON line on SIGTERM, then exits.
 // --echo-resolver serves "whoami.txt" as "<client address>\n".
@@ -19,6 +19,7 @@ const server = new TftpServer({
   allowOutside: root === undefined ? defaultIpxeAllowOutside() : [],
   bindAddress: arg("--bind") ?? "0.0.0.0",
   port: Number(arg("--port") ?? 69),
+  busyPollUs: arg("--busy-poll-us") === undefined ? undefined : Number(arg("--busy-poll-us")),
   resolver: process.argv.includes("--echo-resolver")
     ? async (path, client) => (path === "whoami.txt" ? bufferContent(Buffer.from(`${client.address}\n`)) : undefined)
     : undefined,

@@ -16,6 +16,7 @@ import {
   type TftpPacket,
 } from "./packet.js";
 import { defaultIpxeAllowOutside, defaultIpxeRoot, normaliseRequestPath, openInsideRoot } from "./root.js";
+import { BusyPoll } from "./busy-poll.js";
 
 /**
  * What a transfer reads. `read(offset, length)` returns exactly `length` bytes
@@ -73,6 +74,12 @@ export interface TftpServerOptions {
   maxTransfers?: number;
   /** netascii transfers are converted in memory; larger files are refused. */
   maxNetasciiBytes?: number;
+  /**
+   * After sending a window, keep the event loop polling for up to this many
+   * microseconds instead of sleeping until the ACK (busy-poll.ts; adaptive,
+   * only while transfers are active). Default 200; 0 turns it off.
+   */
+  busyPollUs?: number;
 }
 
 export interface TftpStats {
@@ -145,7 +152,7 @@ export class TftpServer {
   private readonly opts: Required<
     Pick<
       TftpServerOptions,
-      "port" | "bindAddress" | "maxBlksize" | "maxWindowsize" | "retries" | "timeoutMs" | "maxTransfers" | "maxNetasciiBytes"
+      "port" | "bindAddress" | "maxBlksize" | "maxWindowsize" | "retries" | "timeoutMs" | "maxTransfers" | "maxNetasciiBytes" | "busyPollUs"
     >
   >;
   private readonly root: string | undefined;
@@ -155,6 +162,8 @@ export class TftpServer {
   private socket: dgram.Socket | undefined;
   private readonly transfers = new Map<string, Transfer>();
   private readonly counters: Omit<TftpStats, "transfersActive">;
+  /** @internal used by Transfer */
+  readonly busyPoll: BusyPoll;
 
   constructor(options: TftpServerOptions = {}) {
     this.opts = {
@@ -166,7 +175,9 @@ export class TftpServer {
       timeoutMs: options.timeoutMs ?? 1000,
       maxTransfers: options.maxTransfers ?? 200,
       maxNetasciiBytes: options.maxNetasciiBytes ?? 16 * 1024 * 1024,
+      busyPollUs: Math.max(0, options.busyPollUs ?? 200),
     };
+    this.busyPoll = new BusyPoll(this.opts.busyPollUs, () => this.transfers.size > 0);
     this.resolver = options.resolver;
     const useDefault = options.root === undefined && options.resolver === undefined;
     this.root = useDefault ? defaultIpxeRoot() : options.root;
@@ -498,6 +509,7 @@ class Transfer {
   private sendOack(): void {
     this.send(encodeOack(this.neg.oack));
     this.arm();
+    this.server.busyPoll.expectAnswer();
   }
 
   /** Block n's bytes when the read-ahead buffer holds them, else undefined. */
@@ -551,9 +563,11 @@ class Transfer {
     }
     this.sentUpTo = Math.max(this.sentUpTo, last);
     this.arm();
+    this.server.busyPoll.expectAnswer();
   }
 
   private onMessage(msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    this.server.busyPoll.heard();
     if (this.state === "done") return;
     if (rinfo.address !== this.client.address || rinfo.port !== this.client.port) {
       // RFC 1350 section 4: another TID gets ERROR 5, our transfer goes on.
