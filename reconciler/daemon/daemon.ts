@@ -667,7 +667,6 @@ export class Daemon implements HttpBackend {
       paramSources: {},
       deps: [],
       diagnostics: [],
-      fingerprint: "",
     } satisfies ResolvedMachine;
     return { m, env };
   }

@@ -51,8 +51,22 @@ export interface ResolvedMachine {
   /** Documents this machine was resolved from, as "Kind:name". */
   deps: string[];
   diagnostics: Diagnostic[];
-  /** Stable text of everything that decides what the machine is served. */
-  fingerprint: string;
+}
+
+const fingerprints = new WeakMap<ResolvedMachine, string>();
+
+/**
+ * Stable text of everything that decides what the machine is served; equal
+ * texts mean a plan has nothing to do for it. Computed on first use (a
+ * validate never needs it; a plan only for the machines a change touches).
+ */
+export function machineFingerprint(m: ResolvedMachine): string {
+  let f = fingerprints.get(m);
+  if (f === undefined) {
+    f = JSON.stringify([m.interfaces, m.subnet, m.profiles, m.cluster, m.bootEnv, m.bootEnvInfo?.fingerprint, m.intent, m.generation, m.power ?? null, m.params, m.labels]);
+    fingerprints.set(m, f);
+  }
+  return f;
 }
 
 export interface ClusterMembership {
@@ -685,9 +699,7 @@ function resolveMachine(doc: SourceDoc, idx: Indexes, member: ClusterMembership 
     paramSources,
     deps,
     diagnostics,
-    fingerprint: "",
   };
-  resolved.fingerprint = JSON.stringify([interfaces, subnet, resolved.profiles, resolved.cluster, bootEnv, bootEnvInfo?.fingerprint, intent, generation, spec.power ?? null, params, labels]);
   return resolved;
 }
 

@@ -1,7 +1,7 @@
 // The actions that moving from one desired state to another would cause, per
 // site and machine, in a deterministic order. Pure: two models in, a plan out.
 import type { SubnetSpec } from "../../schemas/site.js";
-import type { Model, ResolvedMachine } from "./model.js";
+import { machineFingerprint, type Model, type ResolvedMachine } from "./model.js";
 
 export type ActionType =
   | "site.add"
@@ -162,7 +162,7 @@ export function planMachine(a: ResolvedMachine | undefined, b: ResolvedMachine |
   }
   const x = a!;
   const y = b!;
-  if (x.fingerprint === y.fingerprint) return out;
+  if (x === y || machineFingerprint(x) === machineFingerprint(y)) return out;
 
   // Reservations, matched by MAC, then by position.
   const xm = new Map(x.interfaces.map((i) => [i.mac, i]));

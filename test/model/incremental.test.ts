@@ -3,7 +3,7 @@
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { formatDiagnostic } from "../../reconciler/model/diagnostics.js";
 import { advanceModel, loadModel } from "../../reconciler/model/load.js";
-import type { Model } from "../../reconciler/model/model.js";
+import { machineFingerprint, type Model } from "../../reconciler/model/model.js";
 import { positionOf } from "../../reconciler/model/yaml-source.js";
 import { SiteRepo, baseFiles, machineYaml, profileYaml, removeTempDirs, siteYaml, type Files } from "./site-repo.js";
 
@@ -74,7 +74,7 @@ function snapshot(model: Model) {
       const pos = positionOf(s.doc.file, s.doc.index, s.path);
       sources[p] = `${s.kind} ${s.name} ${s.doc.file.path}:${pos.line}:${pos.col}`;
     }
-    machines[key] = { fingerprint: m.fingerprint, cluster: m.cluster ?? null, sources, diagnostics: m.diagnostics.map(formatDiagnostic) };
+    machines[key] = { fingerprint: machineFingerprint(m), cluster: m.cluster ?? null, sources, diagnostics: m.diagnostics.map(formatDiagnostic) };
   }
   return { diagnostics: model.diagnostics().map(formatDiagnostic), machines };
 }
