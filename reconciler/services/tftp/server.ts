@@ -76,8 +76,9 @@ export interface TftpServerOptions {
   maxNetasciiBytes?: number;
   /**
    * After sending a window, keep the event loop polling for up to this many
-   * microseconds instead of sleeping until the ACK (busy-poll.ts; adaptive,
-   * only while transfers are active). Default 200; 0 turns it off.
+   * microseconds instead of sleeping until the ACK: only while transfers are
+   * active, backing off when it does not pay (busy-poll.ts). Default 200; 0
+   * turns it off.
    */
   busyPollUs?: number;
 }
