@@ -31,6 +31,11 @@ export function addServeCommand(program: Command, setExit: (code: number) => voi
         .default(200)
         .argParser(int),
     )
+    .addOption(
+      new Option("--no-boot-script-address-check", "serve a machine's iPXE script (it carries the machine's token) to any address, not only the machine's own").env(
+        "GITRACK_NO_BOOT_SCRIPT_ADDRESS_CHECK",
+      ),
+    )
     .addOption(new Option("--fetch-interval <s>", "safety-net fetch interval of a remote repository").env("GITRACK_FETCH_INTERVAL").default(60).argParser(int))
     .addOption(new Option("--install-timeout <s>", "seconds a machine may be Booting/Installing before Failed").env("GITRACK_INSTALL_TIMEOUT").default(1800).argParser(Number))
     .addOption(new Option("--status-interval <s>", "minimum seconds between status commits").env("GITRACK_STATUS_INTERVAL").default(3).argParser(Number))
@@ -51,6 +56,7 @@ export function addServeCommand(program: Command, setExit: (code: number) => voi
         tftp: o.tftp !== false,
         tftpRoot: o.tftpRoot,
         tftpBusyPollUs: o.tftpBusyPollUs,
+        bootScriptAddressCheck: o.bootScriptAddressCheck !== false,
         fetchIntervalSec: o.fetchInterval,
         installTimeoutSec: o.installTimeout,
         statusIntervalSec: o.statusInterval,

@@ -14,6 +14,11 @@ export interface ServeConfig {
   tftp: boolean;
   /** Folder the TFTP server serves (default: Debian's ipxe package files). */
   tftpRoot?: string;
+  /**
+   * Serve a known machine's iPXE script (which carries its token) only to the
+   * machine's own addresses, loopback and this host (default true).
+   */
+  bootScriptAddressCheck?: boolean;
   /** TFTP busy-poll window in microseconds after each window sent (0: off); see services/tftp/busy-poll.ts. */
   tftpBusyPollUs?: number;
   /** Seconds between safety-net fetches of a remote repository. */
@@ -42,6 +47,7 @@ export const SERVE_ENV: Record<string, keyof ServeConfig> = {
   GITRACK_DHCP_PORT: "dhcpPort",
   GITRACK_TFTP_ROOT: "tftpRoot",
   GITRACK_TFTP_BUSY_POLL_US: "tftpBusyPollUs",
+  GITRACK_NO_BOOT_SCRIPT_ADDRESS_CHECK: "bootScriptAddressCheck",
   GITRACK_FETCH_INTERVAL: "fetchIntervalSec",
   GITRACK_INSTALL_TIMEOUT: "installTimeoutSec",
   GITRACK_STATUS_INTERVAL: "statusIntervalSec",

@@ -30,6 +30,7 @@ import { TemplateError } from "../../renderers/engine.js";
 import type { SubnetSpec } from "../../schemas/site.js";
 import { isRemoteUrl, type ServeConfig } from "./config.js";
 import { TokenIssuer, apiToken } from "./tokens.js";
+import { mayReadBootScript, plainAddress } from "./script-access.js";
 import {
   bootTarget,
   initialObserved,
@@ -81,7 +82,7 @@ export class Daemon implements HttpBackend {
   private pushTimer?: NodeJS.Timeout;
   private pushing: Promise<void> = Promise.resolve();
   private stopped = false;
-  readonly counters = { commitsApplied: 0, commitsRejected: 0, powerActions: 0, powerErrors: 0, events: 0, scripts: 0, files: 0, authFailures: 0 };
+  readonly counters = { commitsApplied: 0, commitsRejected: 0, powerActions: 0, powerErrors: 0, events: 0, scripts: 0, scriptsRefused: 0, files: 0, authFailures: 0 };
 
   private constructor(
     readonly cfg: ServeConfig,
@@ -524,6 +525,14 @@ export class Daemon implements HttpBackend {
     this.counters.scripts++;
     const m = g.byMac.get(mac);
     if (m) {
+      if (this.cfg.bootScriptAddressCheck !== false && !mayReadBootScript(m.interfaces.map((i) => i.ip), remote)) {
+        this.counters.scriptsRefused++;
+        this.log.warn(
+          { machine: m.name, mac, remote: plainAddress(remote), expected: m.interfaces.map((i) => i.ip).filter(Boolean) },
+          "boot script refused: the request did not come from the machine's address (behind NAT? see --no-boot-script-address-check)",
+        );
+        return { status: 403, message: `the boot script of ${mac} is served only to that machine's own address` };
+      }
       const o = this.observed.get(m.name);
       const target = bootTarget(m, o);
       const env = g.model.bootEnv(target);

@@ -166,6 +166,19 @@ export function curl(ns: Netns, work: string, url: string, extra: string[] = [])
 }
 
 /**
+ * curl from `from`, an address added to `ifname` for this one request (a /32,
+ * so no route changes): how a machine with that address would ask.
+ */
+export function curlFrom(ns: Netns, ifname: string, from: string, work: string, url: string, extra: string[] = []): HttpResult {
+  ns.run("ip", ["addr", "add", `${from}/32`, "dev", ifname]);
+  try {
+    return curl(ns, work, url, ["--interface", from, ...extra]);
+  } finally {
+    ns.run("ip", ["addr", "del", `${from}/32`, "dev", ifname]);
+  }
+}
+
+/**
  * busybox udhcpc once (-n -q -f) on `ifname` in `ns`: the variables its
  * script saw on "bound" (ip, hostname, router, serverid, ...), or null when
  * no lease was obtained.

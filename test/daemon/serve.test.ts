@@ -15,6 +15,7 @@ import {
   bootEnvDoc,
   commitFiles,
   curl,
+  curlFrom,
   git,
   gitrack,
   hasCommand,
@@ -81,7 +82,11 @@ describe.skipIf(!canUseNetns() || !TOOLS)("gitrack serve with real clients", () 
   const saved: Record<string, string> = {};
 
   const get = (path: string, extra: string[] = []) => curl(pair.client, work.path, `${BASE}${path}`, extra);
-  const script = (mac: string) => get(`/boot/${mac.replace(/:/g, "-")}.ipxe`);
+  /** A MAC's iPXE script, asked from `from` (a known machine's script is served only to its own address). */
+  const script = (mac: string, from?: string) => {
+    const path = `/boot/${mac.replace(/:/g, "-")}.ipxe`;
+    return from ? curlFrom(pair.client, pair.clientIf, from, work.path, `${BASE}${path}`) : get(path);
+  };
   const api = (path: string) => {
     const token = readFileSync(join(stateDir, "api-token"), "utf8").trim();
     const r = get(`/api/v1${path}`, ["-H", `Authorization: Bearer ${token}`]);
@@ -244,15 +249,24 @@ describe.skipIf(!canUseNetns() || !TOOLS)("gitrack serve with real clients", () 
   // --- HTTP boot -----------------------------------------------------------------
 
   it("serves a known MAC its BootEnv script with kernel and initrd from /cache/", () => {
-    const r = script(N1.mac);
+    const r = script(N1.mac, N1.ip);
     expect(r.status).toBe(200);
     expect(r.text).toMatch(/^#!ipxe/);
     expect(r.text).toContain(`${BASE}/cache/${kernel.sha256}/`);
     expect(r.text).toContain(`${BASE}/cache/${initrd.sha256}/`);
     saved.token1 = tokenOf(N1.name, r.text)!;
-    saved.token2 = tokenOf(N2.name, script(N2.mac).text)!;
+    saved.token2 = tokenOf(N2.name, script(N2.mac, N2.ip).text)!;
     expect(saved.token1).toBeTruthy();
     expect(saved.token2).toBeTruthy();
+  });
+
+  it("serves a known machine's script, which carries its token, only to that machine's address", () => {
+    const other = script(N1.mac); // from 10.77.0.250, the client's own address
+    expect(other.status).toBe(403);
+    expect(other.text).not.toContain("/m/");
+    expect(script(N1.mac, N3.ip).status).toBe(403); // another machine's address
+    expect(daemon.lines(/^boot script refused/).some((l) => l.remote === "10.77.0.250" && l.machine === N1.name)).toBe(true);
+    expect(script(N1.mac, N1.ip).status).toBe(200);
   });
 
   it("serves an unknown MAC the discovery script", () => {
@@ -305,7 +319,7 @@ describe.skipIf(!canUseNetns() || !TOOLS)("gitrack serve with real clients", () 
   });
 
   it("never serves a file whose sha256 is not the pinned one", () => {
-    const s = script(N2.mac).text;
+    const s = script(N2.mac, N2.ip).text;
     const url = /kernel (\S+)/.exec(s)?.[1];
     expect(url).toMatch(/\/cache\/[0-9a-f]{64}\//);
     const r = curl(pair.client, work.path, url!);
@@ -332,7 +346,7 @@ describe.skipIf(!canUseNetns() || !TOOLS)("gitrack serve with real clients", () 
   });
 
   it("serves the local-disk script once the machine is Ready", () => {
-    const r = script(N1.mac);
+    const r = script(N1.mac, N1.ip);
     expect(r.status).toBe(200);
     expect(r.text).not.toContain("/cache/");
     expect(r.text).toMatch(/sanboot|exit/);
@@ -367,7 +381,7 @@ describe.skipIf(!canUseNetns() || !TOOLS)("gitrack serve with real clients", () 
   // --- commits: rejected, fixed, new ----------------------------------------------
 
   it("rejects an invalid commit with FILE:LINE:COL errors in its note", async () => {
-    saved.script2 = script(N2.mac).text;
+    saved.script2 = script(N2.mac, N2.ip).text;
     const broken = machineDoc({ ...N2, ip: "10.77.0.22" }).replace("profiles: [worker, base]", "profiles: [worker, base, no-such-profile]");
     commits.bad = commitFiles(repo, { "machines/node02.yaml": broken }, "node02: new address (and a profile that does not exist)");
     const n = await waitFor("a note on the rejected commit", () => note(commits.bad));
@@ -377,7 +391,7 @@ describe.skipIf(!canUseNetns() || !TOOLS)("gitrack serve with real clients", () 
 
   it("keeps serving the last good commit after a rejected one (health, script, reservation)", () => {
     expect(health()).toMatchObject({ ok: true, commit: commits.base });
-    expect(script(N2.mac).text).toBe(saved.script2);
+    expect(script(N2.mac, N2.ip).text).toBe(saved.script2);
     expect(lease(N2.mac)?.ip).toBe(N2.ip);
   });
 
@@ -395,13 +409,13 @@ describe.skipIf(!canUseNetns() || !TOOLS)("gitrack serve with real clients", () 
     const ip = doc.spec.interfaces[0]!.ip;
     expect(ip).toMatch(/^10\.77\.0\.\d+$/);
     expect(lease("52:54:00:99:00:77")?.ip).toBe(ip);
-    expect(script("52:54:00:99:00:77").text).not.toContain("phase=Discovered");
+    expect(script("52:54:00:99:00:77", ip).text).not.toContain("phase=Discovered");
   });
 
   it("picks up a new Machine from a new commit", async () => {
     commits.node03 = commitFiles(repo, { "machines/node03.yaml": machineDoc(N3) }, "Add node03");
     const text = await waitFor("node03's own script", () => {
-      const t = script(N3.mac).text;
+      const t = script(N3.mac, N3.ip).text;
       return t.includes("/cache/") ? t : undefined;
     });
     expect(text).toContain(`/m/${N3.name}/`);
@@ -438,7 +452,7 @@ describe.skipIf(!canUseNetns() || !TOOLS)("gitrack serve with real clients", () 
     await daemon.kill("SIGTERM");
     await start();
     expect(health()).toMatchObject({ ok: true, commit: good });
-    expect(script(N1.mac).status).toBe(200);
+    expect(script(N1.mac, N1.ip).status).toBe(200);
     expect(lease(N2.mac)?.ip).toBe("10.77.0.22");
   });
 
@@ -454,7 +468,7 @@ describe.skipIf(!canUseNetns() || !TOOLS)("gitrack serve with real clients", () 
       return j?.generation === 2 && j.phase !== "Ready" ? j : undefined;
     });
     expect(m).toMatchObject({ phase: "Pending", bootTarget: "test-install", installedGeneration: 1 });
-    expect(script(N1.mac).text).toContain(`/cache/${kernel.sha256}/`);
+    expect(script(N1.mac, N1.ip).text).toContain(`/cache/${kernel.sha256}/`);
   });
 
   it("asks for a manual power cycle once per generation raise, not again after a restart", async () => {
@@ -469,7 +483,7 @@ describe.skipIf(!canUseNetns() || !TOOLS)("gitrack serve with real clients", () 
 
   it("refuses the token of an earlier generation (403) and accepts the new one", () => {
     expect(get(`/m/${N1.name}/${saved.token1}/files/install.cfg`).status).toBe(403);
-    const fresh = tokenOf(N1.name, script(N1.mac).text);
+    const fresh = tokenOf(N1.name, script(N1.mac, N1.ip).text);
     expect(fresh).toBeTruthy();
     expect(fresh).not.toBe(saved.token1);
     const r = get(`/m/${N1.name}/${fresh}/files/install.cfg`);
@@ -499,7 +513,7 @@ describe.skipIf(!canUseNetns() || !TOOLS)("gitrack serve with real clients", () 
   });
 
   it("serves a decommissioned machine the local-disk script, not the discovery one", () => {
-    const r = script(N3.mac);
+    const r = script(N3.mac, N3.ip);
     expect(r.status).toBe(200);
     expect(r.text).not.toContain("phase=Discovered");
     expect(r.text).not.toContain("/cache/");
@@ -678,7 +692,7 @@ describe.skipIf(!canUseNetns() || !TOOLS)("gitrack serve following a remote repo
   });
 
   it("pushes a phase a machine reports, with no new commit to carry it", async () => {
-    const token = /\/m\/node01\/(node01\.[A-Za-z0-9_-]+)\//.exec(get("/boot/52-54-00-77-00-01.ipxe").text)?.[1];
+    const token = /\/m\/node01\/(node01\.[A-Za-z0-9_-]+)\//.exec(curlFrom(pair.client, pair.clientIf, "10.77.0.11", work.path, `http://${SERVER}:${PORT}/boot/52-54-00-77-00-01.ipxe`).text)?.[1];
     expect(token).toBeTruthy();
     const r = get(`/m/node01/${token}/events`, ["-X", "POST", "-H", "Content-Type: application/json", "-d", '{"phase":"Installing"}']);
     expect(r.status).toBe(200);
