@@ -118,20 +118,34 @@ async function runMeasured(cmd: string, args: string[]): Promise<ProcResult> {
   });
 }
 
-async function processRow(
-  name: string,
-  args: string[],
-  runs: number,
-  okCodes: number[],
-  note: (r: ProcResult) => string,
-  aim?: { text: string; seconds: number; mb: number },
-): Promise<BenchRow> {
-  const results: ProcResult[] = [];
+interface RowSpec {
+  name: string;
+  args: string[];
+  okCodes: number[];
+  note: (r: ProcResult) => string;
+  aim?: { text: string; seconds: number; mb: number };
+}
+
+/**
+ * Runs every spec `runs` times, the rows taking turns (run 1 of each, then
+ * run 2 of each, ...), so a slow spell of this shared machine falls on all
+ * rows alike instead of on whichever row was running.
+ */
+async function processRows(specs: RowSpec[], runs: number, log: (line: string) => void): Promise<BenchRow[]> {
+  const results: ProcResult[][] = specs.map(() => []);
   for (let i = 0; i < runs; i++) {
-    const r = await runMeasured("node", args);
-    if (!okCodes.includes(r.exitCode)) throw new Error(`${name}: node ${args.join(" ")} exited ${r.exitCode}: ${r.stderr.trim() || r.stdout.slice(0, 2000)}`);
-    results.push(r);
+    log(`model: round ${i + 1} of ${runs} (${specs.length} commands)`);
+    for (let k = 0; k < specs.length; k++) {
+      const spec = specs[k]!;
+      const r = await runMeasured("node", spec.args);
+      if (!spec.okCodes.includes(r.exitCode)) throw new Error(`${spec.name}: node ${spec.args.join(" ")} exited ${r.exitCode}: ${r.stderr.trim() || r.stdout.slice(0, 2000)}`);
+      results[k]!.push(r);
+    }
   }
+  return specs.map((spec, k) => rowOf(spec, results[k]!));
+}
+
+function rowOf(spec: RowSpec, results: ProcResult[]): BenchRow {
   const seconds = r3(median(results.map((r) => r.seconds)));
   const mbs = results.map((r) => r.peakMB).filter((x): x is number => x !== undefined);
   const peakMB = mbs.length ? Math.max(...mbs) : undefined;
@@ -139,12 +153,12 @@ async function processRow(
   const cpu = cpus.length ? `; CPU ${median(cpus).toFixed(2)} s` : "";
   const others = `; other processes kept ${Math.max(...results.map((r) => r.otherCores)).toFixed(2)} cores busy before the runs (at most)`;
   return {
-    name,
-    command: `node ${args.join(" ")}`,
+    name: spec.name,
+    command: `node ${spec.args.join(" ")}`,
     seconds,
     peakMB,
-    note: `median of ${runs} (${results.map((r) => r.seconds.toFixed(2)).join(", ")} s)${cpu}; ${note(results[0]!)}${others}`,
-    aim: aim ? { text: aim.text, met: seconds < aim.seconds && (peakMB ?? 0) < aim.mb } : undefined,
+    note: `median of ${results.length} (${results.map((r) => r.seconds.toFixed(2)).join(", ")} s)${cpu}; ${spec.note(results[0]!)}${others}`,
+    aim: spec.aim ? { text: spec.aim.text, met: seconds < spec.aim.seconds && (peakMB ?? 0) < spec.aim.mb } : undefined,
   };
 }
 
@@ -214,50 +228,36 @@ export async function benchModel(
   log(`model: ${repo.files} files in ${generateSeconds} s`);
 
   const aim = { text: "< 2 s, < 300 MB (cold validate+plan)", seconds: 2, mb: 300 };
-  const rows: BenchRow[] = [];
   const cli = "bin/gitrack.js";
-  log("model: cold validate");
-  rows.push(
-    await processRow(
-      `cold validate, ${machines} machines`,
-      [cli, "validate", "--repo", rel, "--rev", "bench/base"],
-      runs,
-      [0],
-      () => "exit 0 (valid)",
-      aim,
-    ),
-  );
-  log("model: start-up alone");
-  const startup = await processRow("start-up alone (node + gitrack's imports, no repository read)", [cli, "--help"], runs, [0], () => "part of every cold figure above and below");
-  const breakdown = await startupBreakdown();
-  startup.note += `; ${breakdown.text} (\`${breakdown.command}\`)`;
-  rows.push(startup);
   const planNote = (r: ProcResult) => {
     const last = r.stdout.trim().split("\n").pop() ?? "";
     return `exit ${r.exitCode}; "${last}"`;
   };
-  log("model: cold plan, one file");
-  rows.push(
-    await processRow(
-      `cold plan, one machine file changed`,
-      [cli, "plan", "--repo", rel, "--from", "bench/base", "--to", "bench/one-file"],
-      runs,
-      [2],
-      planNote,
-      aim,
-    ),
+  log("model: cold validate, start-up alone, cold plans (taking turns)");
+  const rows = await processRows(
+    [
+      { name: `cold validate, ${machines} machines`, args: [cli, "validate", "--repo", rel, "--rev", "bench/base"], okCodes: [0], note: () => "exit 0 (valid)", aim },
+      { name: "start-up alone (node + gitrack's imports, no repository read)", args: [cli, "--help"], okCodes: [0], note: () => "part of every cold figure above and below" },
+      {
+        name: `cold plan, one machine file changed`,
+        args: [cli, "plan", "--repo", rel, "--from", "bench/base", "--to", "bench/one-file"],
+        okCodes: [2],
+        note: planNote,
+        aim,
+      },
+      {
+        name: `cold plan, profile change touching ${repo.profileMachines} machines`,
+        args: [cli, "plan", "--repo", rel, "--from", "bench/base", "--to", "bench/profile"],
+        okCodes: [2],
+        note: planNote,
+        aim,
+      },
+    ],
+    runs,
+    log,
   );
-  log("model: cold plan, profile change");
-  rows.push(
-    await processRow(
-      `cold plan, profile change touching ${repo.profileMachines} machines`,
-      [cli, "plan", "--repo", rel, "--from", "bench/base", "--to", "bench/profile"],
-      runs,
-      [2],
-      planNote,
-      aim,
-    ),
-  );
+  const breakdown = await startupBreakdown();
+  rows[1]!.note += `; ${breakdown.text} (\`${breakdown.command}\`)`;
 
   log("model: in-process (the daemon's path)");
   const inprocRuns = Math.max(5, runs * 3);

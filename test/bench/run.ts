@@ -77,7 +77,7 @@ export function modelMarkdown(rows: BenchRow[], info: { machines: number; racks:
   lines.push(
     "",
     "Wall time is measured around the process spawn (node start-up and gitrack's imports included: see the start-up row); CPU is user + system time of the process and its git children and peak RSS the process's maximum resident set (GNU time %U, %S, %M). " +
-      "Colleagues' tests share this machine: before each run the bench waits (at most 15 s) until other processes keep less than a third of a core busy, and the note gives the most they kept busy. " +
+      "Colleagues' tests share this machine: before each run the bench waits (at most 15 s) until other processes keep less than a third of a core busy, and the note gives the most they kept busy. The four process rows take turns (run 1 of each, then run 2 of each, ...), so a slow spell of the host falls on all of them alike. " +
       "The in-process figures come from one child process that loads the base commit once and then re-plans each change several times from that loaded model " +
       "(git diff-tree, reading the changed blobs, re-parsing them, re-resolving the affected machines, diagnostics() and planChange).",
   );
