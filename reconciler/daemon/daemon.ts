@@ -548,6 +548,15 @@ export class Daemon implements HttpBackend {
     }
     const unknown = this.unknownMachine(mac);
     if (!unknown) return { status: 404, message: "no boot target for this MAC" };
+    // Its token only posts this MAC's discovery report, but that still should
+    // come from the machine: when our DHCP holds a bound lease for the MAC,
+    // only that address (and loopback, this host) gets the script.
+    const lease = this.dhcp?.leaseOf(mac);
+    if (this.cfg.bootScriptAddressCheck !== false && lease?.state === "bound" && !mayReadBootScript([lease.ip], remote)) {
+      this.counters.scriptsRefused++;
+      this.log.warn({ mac, remote: plainAddress(remote), expected: [lease.ip] }, "boot script refused: the request did not come from the address leased to this MAC");
+      return { status: 403, message: `the boot script of ${mac} is served only to the address leased to it` };
+    }
     try {
       const body = renderBootScript(unknown.env.templates, renderContext(g.model, unknown.m, unknown.env, { token: this.tokens.forUnknown(mac), base: this.baseUrl(g.model) }));
       void this.recordUnknown(mac, { lastBoot: now() });

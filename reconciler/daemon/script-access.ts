@@ -1,10 +1,11 @@
-// Who may read a known machine's iPXE script. The script carries the
-// machine's token (in its files and events URLs), and that token opens the
-// machine's rendered files, which may hold secrets. iPXE cannot send a token
-// of its own on that first fetch, so the script is served only to the
-// machine's own addresses (what its DHCP answer gave it), to loopback, and to
-// this host's own addresses (an operator on the daemon's host can read the
-// state dir anyway). `gitrack serve --no-boot-script-address-check` turns
+// Who may read a machine's iPXE script. The script carries the machine's
+// token (in its files and events URLs), and that token opens the machine's
+// rendered files, which may hold secrets. iPXE cannot send a token of its own
+// on that first fetch, so the script is served only to the machine's own
+// addresses (what its DHCP answer gave it), to loopback, and to this host's
+// own addresses (an operator on the daemon's host can read the state dir
+// anyway). For an unknown MAC the address is the one our DHCP bound to it,
+// when there is one. `gitrack serve --no-boot-script-address-check` turns
 // this off for networks where machines reach the daemon through NAT.
 import { networkInterfaces } from "node:os";
 

@@ -269,6 +269,16 @@ describe.skipIf(!canUseNetns() || !TOOLS)("gitrack serve with real clients", () 
     expect(script(N1.mac, N1.ip).status).toBe(200);
   });
 
+  it("serves an unknown MAC's discovery script only to the address our DHCP leased to it", () => {
+    expect(saved.unknownIp).toBeTruthy();
+    const other = script(UNKNOWN_MAC); // from 10.77.0.250
+    expect(other.status).toBe(403);
+    expect(other.text).not.toContain("/m/");
+    const own = script(UNKNOWN_MAC, saved.unknownIp);
+    expect(own.status).toBe(200);
+    expect(own.text).toContain("phase=Discovered");
+  });
+
   it("serves an unknown MAC the discovery script", () => {
     const r = script("52:54:00:99:00:77");
     expect(r.status).toBe(200);
