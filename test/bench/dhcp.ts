@@ -16,7 +16,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { Netns, uniqueSuffix } from "../lib/netns.js";
+import { createVethPair, type Netns, type VethPair } from "../lib/netns.js";
 
 export type DhcpBenchServer = "gitrack" | "kea" | "dnsmasq";
 
@@ -54,41 +54,9 @@ const POOL_START = "10.98.1.1";
 const POOL_END = "10.98.255.254";
 const BRIDGE = "br0";
 
-interface Lab {
-  server: Netns;
-  client: Netns;
-  destroy(): Promise<void>;
-}
-
 /** Server namespace with br0, client namespace bridged to it (pxe-lab.sh client). */
-function createLab(): Lab {
-  const server = Netns.create("bds");
-  let client: Netns | undefined;
-  try {
-    client = Netns.create("bdc");
-    const peer = `vb${uniqueSuffix()}`;
-    server.run("ip", ["link", "add", BRIDGE, "type", "bridge", "stp_state", "0", "forward_delay", "0"]);
-    server.run("ip", ["addr", "add", `${SERVER_IP}/16`, "dev", BRIDGE]);
-    server.run("ip", ["link", "set", BRIDGE, "up"]);
-    server.run("ip", ["route", "add", "broadcast", "255.255.255.255", "dev", BRIDGE, "table", "main"]);
-    execFileSync("ip", ["-n", server.name, "link", "add", peer, "type", "veth", "peer", "name", "vcli0", "netns", client.name]);
-    server.run("ip", ["link", "set", peer, "master", BRIDGE, "up"]);
-    client.run("ip", ["addr", "add", `${RELAY_IP}/16`, "dev", "vcli0"]);
-    client.run("ip", ["link", "set", "vcli0", "up"]);
-    const c = client;
-    return {
-      server,
-      client: c,
-      async destroy() {
-        await c.destroy();
-        await server.destroy();
-      },
-    };
-  } catch (err) {
-    void client?.destroy();
-    void server.destroy();
-    throw err;
-  }
+function createLab(): VethPair {
+  return createVethPair("bd", { serverAddr: `${SERVER_IP}/16`, clientAddr: `${RELAY_IP}/16`, serverBridge: BRIDGE });
 }
 
 function has(cmd: string): boolean {

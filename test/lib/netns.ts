@@ -111,6 +111,8 @@ export class Netns {
  * gets clientAddr (or none, for DHCP clients). Both ends are up. The server
  * side also gets a limited-broadcast route, because a namespace has no
  * default route and Node's dgram cannot bind to a device (DEPENDENCIES.md).
+ * With `serverBridge`, the server's end is a port of a bridge of that name
+ * that holds serverAddr (as in the lab), and `serverIf` is the bridge.
  */
 export interface VethPair {
   server: Netns;
@@ -122,16 +124,21 @@ export interface VethPair {
 
 export function createVethPair(
   prefix: string,
-  opts: { serverAddr: string; clientAddr?: string },
+  opts: { serverAddr: string; clientAddr?: string; serverBridge?: string },
 ): VethPair {
   const server = Netns.create(`${prefix}s`);
   let client: Netns | undefined;
   try {
     client = Netns.create(`${prefix}c`);
     const sfx = uniqueSuffix();
-    const serverIf = `gs${sfx}`;
+    const serverEnd = `gs${sfx}`;
     const clientIf = `gc${sfx}`;
-    ip(["link", "add", serverIf, "netns", server.name, "type", "veth", "peer", "name", clientIf, "netns", client.name]);
+    ip(["link", "add", serverEnd, "netns", server.name, "type", "veth", "peer", "name", clientIf, "netns", client.name]);
+    const serverIf = opts.serverBridge ?? serverEnd;
+    if (opts.serverBridge) {
+      server.run("ip", ["link", "add", opts.serverBridge, "type", "bridge", "stp_state", "0", "forward_delay", "0"]);
+      server.run("ip", ["link", "set", serverEnd, "master", opts.serverBridge, "up"]);
+    }
     server.run("ip", ["addr", "add", opts.serverAddr, "dev", serverIf]);
     server.run("ip", ["link", "set", serverIf, "up"]);
     server.run("ip", ["route", "add", "broadcast", "255.255.255.255", "dev", serverIf, "table", "main"]);
