@@ -1,8 +1,8 @@
 // `gitrack plan` on the changes operators make: which machines are touched,
 // with which actions, and nothing else; exit 0 nothing to do, 2 changes,
 // 1 invalid.
-import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { SiteRepo, baseFiles, machineYaml, profileYaml, removeTempDirs } from "../model/site-repo.js";
+import { describe, expect, it } from "vitest";
+import { SiteRepo, baseFiles, machineYaml, profileYaml, siteRepos } from "../model/site-repo.js";
 import { gitrack } from "./run.js";
 
 interface PlanJson {
@@ -14,17 +14,8 @@ interface PlanJson {
   machinesAffected: number;
 }
 
-const repos: SiteRepo[] = [];
-afterEach(async () => {
-  for (const r of repos.splice(0)) await r.dispose();
-});
-afterAll(() => removeTempDirs());
+const newRepo = siteRepos();
 
-function repoOf(files: Record<string, string>): SiteRepo {
-  const repo = SiteRepo.create(files);
-  repos.push(repo);
-  return repo;
-}
 
 async function planJson(repo: SiteRepo, ...args: string[]): Promise<{ code: number; plan: PlanJson }> {
   const r = await gitrack("plan", "--repo", repo.dir, "--to", "HEAD", "--format", "json", ...args);
@@ -43,7 +34,7 @@ function byMachine(plan: PlanJson): Record<string, string[]> {
 
 describe("gitrack plan", () => {
   it("for an added machine: reserve its address, set its boot target and power it on; nothing else", async () => {
-    const repo = repoOf(baseFiles());
+    const repo = newRepo(baseFiles());
     repo.commit({ "machines/n3.yaml": machineYaml("n3", 3) }, "add n3");
     const { code, plan } = await planJson(repo);
     expect(code).toBe(2);
@@ -53,7 +44,7 @@ describe("gitrack plan", () => {
   });
 
   it("for a changed MAC: the address moves to the new MAC, and only for that machine", async () => {
-    const repo = repoOf(baseFiles());
+    const repo = newRepo(baseFiles());
     repo.commit({ "machines/n1.yaml": machineYaml("n1", 1, { mac: "52:54:00:00:aa:01" }) }, "n1: new NIC");
     const { code, plan } = await planJson(repo);
     expect(code).toBe(2);
@@ -65,7 +56,7 @@ describe("gitrack plan", () => {
   });
 
   it("for a changed IP: one reservation change, no reinstall", async () => {
-    const repo = repoOf(baseFiles());
+    const repo = newRepo(baseFiles());
     repo.commit({ "machines/n2.yaml": machineYaml("n2", 2, { ip: "10.0.0.99" }) }, "n2: readdress");
     const { plan } = await planJson(repo);
     expect(byMachine(plan)).toEqual({ "lab/n2": ["reservation.change"] });
@@ -76,7 +67,7 @@ describe("gitrack plan", () => {
     const files = baseFiles(0);
     files["profiles/web.yaml"] = profileYaml("web", { params: { workers: "4" } });
     for (let i = 1; i <= 60; i++) files[`machines/m${i}.yaml`] = machineYaml(`m${i}`, i, { profiles: i <= 50 ? ["web", "base"] : ["base"] });
-    const repo = repoOf(files);
+    const repo = newRepo(files);
     repo.commit({ "profiles/web.yaml": profileYaml("web", { params: { workers: "8" } }) }, "web: more workers");
     const { code, plan } = await planJson(repo);
     expect(code).toBe(2);
@@ -89,7 +80,7 @@ describe("gitrack plan", () => {
   });
 
   it("for a raised generation: reinstall and power cycle that machine only", async () => {
-    const repo = repoOf(baseFiles(3));
+    const repo = newRepo(baseFiles(3));
     repo.commit({ "machines/n2.yaml": machineYaml("n2", 2, { generation: 2 }) }, "n2: reinstall");
     const { plan } = await planJson(repo);
     expect(byMachine(plan)).toEqual({ "lab/n2": ["reinstall", "power.cycle"] });
@@ -97,7 +88,7 @@ describe("gitrack plan", () => {
   });
 
   it("for a changed bootEnv: a new boot target for that machine", async () => {
-    const repo = repoOf(baseFiles());
+    const repo = newRepo(baseFiles());
     repo.commit({ "machines/n1.yaml": machineYaml("n1", 1, { bootEnv: "local" }) }, "n1: boot local");
     const { plan } = await planJson(repo);
     expect(Object.keys(byMachine(plan))).toEqual(["lab/n1"]);
@@ -105,28 +96,28 @@ describe("gitrack plan", () => {
   });
 
   it("for a decommissioned machine: release its address, decommission and power it off", async () => {
-    const repo = repoOf(baseFiles());
+    const repo = newRepo(baseFiles());
     repo.commit({ "machines/n1.yaml": machineYaml("n1", 1, { intent: "decommissioned" }) }, "n1: retire");
     const { plan } = await planJson(repo);
     expect(byMachine(plan)).toEqual({ "lab/n1": ["decommission", "reservation.remove", "power.off"] });
   });
 
   it("for a machine put into maintenance: hands off, no power or boot actions", async () => {
-    const repo = repoOf(baseFiles());
+    const repo = newRepo(baseFiles());
     repo.commit({ "machines/n1.yaml": machineYaml("n1", 1, { intent: "maintenance", generation: 5 }) }, "n1: maintenance");
     const { plan } = await planJson(repo);
     expect(byMachine(plan)).toEqual({ "lab/n1": ["maintenance.enter"] });
   });
 
   it("for a deleted machine file: release its address and forget it", async () => {
-    const repo = repoOf(baseFiles());
+    const repo = newRepo(baseFiles());
     repo.commit({ "machines/n2.yaml": null }, "n2: gone");
     const { plan } = await planJson(repo);
     expect(byMachine(plan)).toEqual({ "lab/n2": ["decommission", "reservation.remove"] });
   });
 
   it("for a commit that changes nothing the machines use: exit 0 and No changes", async () => {
-    const repo = repoOf(baseFiles());
+    const repo = newRepo(baseFiles());
     repo.commit({ "README.md": "# lab\n", ".github/ci.yaml": "on: push\n" }, "docs");
     const r = await gitrack("plan", "--repo", repo.dir, "--to", "HEAD");
     expect(r.code).toBe(0);
@@ -134,7 +125,7 @@ describe("gitrack plan", () => {
   });
 
   it("for an invalid target: exit 1 with its diagnostics", async () => {
-    const repo = repoOf(baseFiles());
+    const repo = newRepo(baseFiles());
     repo.commit({ "machines/n2.yaml": machineYaml("n2", 2, { ip: "10.0.0.11" }) }, "n2: clash");
     const r = await gitrack("plan", "--repo", repo.dir, "--to", "HEAD");
     expect(r.code).toBe(1);
@@ -147,7 +138,7 @@ describe("gitrack plan", () => {
   });
 
   it("prints the same text twice, and its JSON parses", async () => {
-    const repo = repoOf(baseFiles(4));
+    const repo = newRepo(baseFiles(4));
     repo.commit(
       {
         "machines/n1.yaml": machineYaml("n1", 1, { generation: 2 }),
@@ -167,7 +158,7 @@ describe("gitrack plan", () => {
   });
 
   it("compares with the first parent of --to by default", async () => {
-    const repo = repoOf(baseFiles());
+    const repo = newRepo(baseFiles());
     const first = repo.head();
     const second = repo.commit({ "machines/n3.yaml": machineYaml("n3", 3) }, "add n3");
     const third = repo.commit({ "machines/n1.yaml": machineYaml("n1", 1, { generation: 2 }) }, "n1: reinstall");
@@ -181,7 +172,7 @@ describe("gitrack plan", () => {
   });
 
   it("plans from an empty repository for the first commit", async () => {
-    const repo = repoOf(baseFiles());
+    const repo = newRepo(baseFiles());
     const { plan } = await planJson(repo);
     expect(plan.from).toBeNull();
     expect(byMachine(plan)).toEqual({

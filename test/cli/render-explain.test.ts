@@ -1,27 +1,18 @@
 // `gitrack render` (what a machine would be served) and `gitrack explain`
 // (which file and line set each param).
-import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { LOCALE_OF, SiteRepo, baseFiles, layeredFiles, machineYaml, removeTempDirs, siteYaml } from "../model/site-repo.js";
+import { describe, expect, it } from "vitest";
+import { LOCALE_OF, baseFiles, layeredFiles, machineYaml, siteYaml, siteRepos } from "../model/site-repo.js";
 import { gitrack, lines } from "./run.js";
 
-const repos: SiteRepo[] = [];
-afterEach(async () => {
-  for (const r of repos.splice(0)) await r.dispose();
-});
-afterAll(() => removeTempDirs());
+const newRepo = siteRepos();
 
-function repoOf(files: Record<string, string>): SiteRepo {
-  const repo = SiteRepo.create(files);
-  repos.push(repo);
-  return repo;
-}
 
 const KERNEL_SHA = "d8808aa4ca188560da1e6d749dcb930c87a5fd8b11ebff1f3fa6d728af35203d";
 const INITRD_SHA = "cb24a28a5ba13dfb22e6e75bdd8ab997dbdee6e3ec6c1102f6c7f93044bd817d";
 
 describe("gitrack render", () => {
   it("renders the iPXE script by default, with the daemon's cache URLs and the machine's command line", async () => {
-    const repo = repoOf(baseFiles());
+    const repo = newRepo(baseFiles());
     const r = await gitrack("render", "n1", "--repo", repo.dir);
     expect(r.code).toBe(0);
     expect(lines(r.stdout)).toEqual([
@@ -35,7 +26,7 @@ describe("gitrack render", () => {
   });
 
   it("renders the kernel command line with the merged params", async () => {
-    const repo = repoOf(layeredFiles(["profile2", "site"]));
+    const repo = newRepo(layeredFiles(["profile2", "site"]));
     const r = await gitrack("render", "n1", "cmdline", "--repo", repo.dir);
     expect(r.code).toBe(0);
     expect(r.stdout).toBe(
@@ -44,7 +35,7 @@ describe("gitrack render", () => {
   });
 
   it("renders a named file of the machine's bootEnv (debian-12 preseed.cfg)", async () => {
-    const repo = repoOf(baseFiles());
+    const repo = newRepo(baseFiles());
     const r = await gitrack("render", "n2", "preseed.cfg", "--repo", repo.dir);
     expect(r.code).toBe(0);
     const out = lines(r.stdout);
@@ -56,25 +47,25 @@ describe("gitrack render", () => {
   });
 
   it("renders the local-disk script with --boot-env local", async () => {
-    const repo = repoOf(baseFiles());
+    const repo = newRepo(baseFiles());
     const r = await gitrack("render", "n1", "--boot-env", "local", "--repo", repo.dir);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain("sanboot --no-describe --drive 0x80 || exit");
   });
 
   it("says which files exist when the named file does not", async () => {
-    const repo = repoOf(baseFiles());
+    const repo = newRepo(baseFiles());
     const r = await gitrack("render", "n1", "kickstart.cfg", "--repo", repo.dir);
     expect(r).toEqual({ code: 1, stdout: "", stderr: 'gitrack: bootEnv debian-12 has no file "kickstart.cfg" (it has: script, cmdline, preseed.cfg)\n' });
   });
 
   it("says so when the machine does not exist", async () => {
-    const repo = repoOf(baseFiles());
+    const repo = newRepo(baseFiles());
     expect(await gitrack("render", "n9", "--repo", repo.dir)).toEqual({ code: 1, stdout: "", stderr: 'gitrack: no machine named "n9"\n' });
   });
 
   it("asks for --site when the name is used in two sites", async () => {
-    const repo = repoOf({ ...baseFiles(), "sites/edge.yaml": siteYaml({ name: "edge" }), "machines/edge-n1.yaml": machineYaml("n1", 9, { site: "edge" }) });
+    const repo = newRepo({ ...baseFiles(), "sites/edge.yaml": siteYaml({ name: "edge" }), "machines/edge-n1.yaml": machineYaml("n1", 9, { site: "edge" }) });
     const r = await gitrack("render", "n1", "--repo", repo.dir);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("add --site");
@@ -86,7 +77,7 @@ describe("gitrack render", () => {
 
 describe("gitrack explain", () => {
   it("prints every param of a machine with its value and the file:line that set it", async () => {
-    const repo = repoOf(layeredFiles(["profile1", "site"]));
+    const repo = newRepo(layeredFiles(["profile1", "site"]));
     const r = await gitrack("explain", "n1", "--repo", repo.dir);
     expect(r.code).toBe(0);
     const out = lines(r.stdout);
@@ -104,7 +95,7 @@ describe("gitrack explain", () => {
       [["cluster", "site"], `"${LOCALE_OF.cluster}"  ← Cluster k8s at clusters/k8s.yaml:12:13`],
       [["site"], `"${LOCALE_OF.site}"  ← Site lab at sites/lab.yaml:7:13`],
     ] as const) {
-      const repo = repoOf(layeredFiles(layers));
+      const repo = newRepo(layeredFiles(layers));
       const r = await gitrack("explain", "n1", "locale", "--repo", repo.dir);
       expect(r.code).toBe(0);
       expect(lines(r.stdout)[1]).toBe(`locale  ${expected}`);
@@ -113,7 +104,7 @@ describe("gitrack explain", () => {
   });
 
   it("with --format json gives the value, the document and its position", async () => {
-    const repo = repoOf(layeredFiles(["profile2"]));
+    const repo = newRepo(layeredFiles(["profile2"]));
     const r = await gitrack("explain", "n1", "locale", "--repo", repo.dir, "--format", "json");
     expect(JSON.parse(r.stdout)).toEqual({
       machine: "n1",
@@ -124,7 +115,7 @@ describe("gitrack explain", () => {
   });
 
   it("says a param is not set, with the layers it looked in", async () => {
-    const repo = repoOf(layeredFiles([]));
+    const repo = newRepo(layeredFiles([]));
     const r = await gitrack("explain", "n1", "ntpServer", "--repo", repo.dir);
     expect(r.code).toBe(1);
     expect(r.stderr).toBe('gitrack: param "ntpServer" is not set for machine n1 (precedence: machine, profiles p1, p2, cluster, site lab, bootEnv debian-12)\n');

@@ -3,19 +3,14 @@
 // new user.
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { SiteRepo, baseFiles, git, machineYaml, profileYaml, removeTempDirs, tempDir } from "../model/site-repo.js";
+import { beforeAll, describe, expect, it } from "vitest";
+import { SiteRepo, baseFiles, git, machineYaml, profileYaml, tempDir, siteRepos } from "../model/site-repo.js";
 import { ensureBuilt, gitrack, gitrackBin, lines } from "./run.js";
 
-const repos: SiteRepo[] = [];
-afterEach(async () => {
-  for (const r of repos.splice(0)) await r.dispose();
-});
-afterAll(() => removeTempDirs());
+const newRepo = siteRepos();
 
 function repoWith(changes: Record<string, string | null> = {}): SiteRepo {
-  const repo = SiteRepo.create(baseFiles());
-  repos.push(repo);
+  const repo = newRepo(baseFiles());
   if (Object.keys(changes).length) repo.commit(changes, "change");
   return repo;
 }

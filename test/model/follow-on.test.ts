@@ -1,33 +1,18 @@
 // A document rejected for its own errors is reported once: references to it
 // and selectors it would have matched are not reported as problems of their
 // own, so the first line a person reads is the real mistake.
-import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { SiteRepo, baseFiles, machineYaml, profileYaml, removeTempDirs } from "./site-repo.js";
+import { describe, expect, it } from "vitest";
+import { baseFiles, clusterYaml, machineYaml, profileYaml, siteRepos } from "./site-repo.js";
 
-const repos: SiteRepo[] = [];
-afterEach(async () => {
-  for (const r of repos.splice(0)) await r.dispose();
-});
-afterAll(() => removeTempDirs());
+const newRepo = siteRepos();
 
 async function problems(changes: Record<string, string | null>): Promise<string[]> {
-  const repo = SiteRepo.create(baseFiles(2));
-  repos.push(repo);
+  const repo = newRepo(baseFiles(2));
   repo.commit(changes, "the change under test");
   return repo.problems();
 }
 
-const cluster = `apiVersion: gitrack/v1
-kind: Cluster
-metadata:
-  name: c1
-spec:
-  site: lab
-  roles:
-    worker:
-      selector: {matchLabels: {rack: r1}}
-      count: 2
-`;
+const cluster = clusterYaml("c1", ["    worker:", "      selector: {matchLabels: {rack: r1}}", "      count: 2"]);
 
 describe("follow-on problems", () => {
   it("reports a machine with a bad MAC once, not also as a cluster selector short of machines", async () => {

@@ -1,17 +1,13 @@
 // advanceModel (the daemon's path: re-parse only the files a commit changed)
 // must give the same model as a cold loadModel of the same commit.
-import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { formatDiagnostic } from "../../reconciler/model/diagnostics.js";
 import { advanceModel, loadModel } from "../../reconciler/model/load.js";
 import { machineFingerprint, type Model } from "../../reconciler/model/model.js";
 import { positionOf } from "../../reconciler/model/yaml-source.js";
-import { SiteRepo, baseFiles, machineYaml, profileYaml, removeTempDirs, siteYaml, type Files } from "./site-repo.js";
+import { baseFiles, machineYaml, profileYaml, siteYaml, siteRepos, clusterYaml, type Files } from "./site-repo.js";
 
-const repos: SiteRepo[] = [];
-afterEach(async () => {
-  for (const r of repos.splice(0)) await r.dispose();
-});
-afterAll(() => removeTempDirs());
+const newRepo = siteRepos();
 
 const SHA = "b".repeat(64);
 const tiny = (line: string) =>
@@ -39,21 +35,9 @@ function fleet(): Record<string, string> {
   files["sites/lab.yaml"] = siteYaml({ params: { timezone: "UTC", ntpServer: "10.0.0.1" } });
   files["profiles/web.yaml"] = profileYaml("web", { bootEnv: "tiny", params: { workers: "4" } });
   files["bootenvs/tiny.yaml"] = tiny("ntp {{ params.ntpServer }}");
-  files["clusters/k8s.yaml"] = [
-    "apiVersion: gitrack/v1",
-    "kind: Cluster",
-    "metadata:",
-    "  name: k8s",
-    "spec:",
-    "  site: lab",
-    "  roles:",
-    "    worker:",
-    "      selector: {matchLabels: {role: worker}}",
-    "      count: 4",
-    "  params:",
-    "    pods: 10.244.0.0/16",
-    "",
-  ].join("\n");
+  files["clusters/k8s.yaml"] = clusterYaml("k8s", ["    worker:", "      selector: {matchLabels: {role: worker}}", "      count: 4"], {
+    params: { pods: "10.244.0.0/16" },
+  });
   for (let i = 1; i <= 8; i++) {
     const worker = i % 2 === 1;
     files[`machines/n${i}.yaml`] = machineYaml(`n${i}`, i, {
@@ -84,8 +68,7 @@ function snapshot(model: Model) {
  * checks it against a cold load. Returns the affected sets.
  */
 async function stepThrough(steps: Files[]): Promise<{ affected: Array<Set<string>>; models: Model[] }> {
-  const repo = SiteRepo.create(fleet());
-  repos.push(repo);
+  const repo = newRepo(fleet());
   const git = repo.open();
   let commit = repo.head();
   let model = await loadModel(git, commit);

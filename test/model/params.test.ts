@@ -1,20 +1,15 @@
 // Param precedence, highest first: machine, its profiles in list order, its
 // cluster, its site, its bootEnv's defaults. Each layer is proven by removing
 // the one above it.
-import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { positionOf } from "../../reconciler/model/yaml-source.js";
 import type { Model } from "../../reconciler/model/model.js";
-import { LAYERS, LOCALE_OF, SiteRepo, layeredFiles, profileYaml, removeTempDirs, type Layer } from "./site-repo.js";
+import { LAYERS, LOCALE_OF, layeredFiles, profileYaml, siteRepos, type Layer } from "./site-repo.js";
 
-const repos: SiteRepo[] = [];
-afterEach(async () => {
-  for (const r of repos.splice(0)) await r.dispose();
-});
-afterAll(() => removeTempDirs());
+const newRepo = siteRepos();
 
 async function modelWith(layers: readonly Layer[], extra: Record<string, string> = {}): Promise<Model> {
-  const repo = SiteRepo.create({ ...layeredFiles(layers), ...extra });
-  repos.push(repo);
+  const repo = newRepo({ ...layeredFiles(layers), ...extra });
   const model = await repo.model();
   expect(model.diagnostics()).toEqual([]);
   return model;
@@ -48,8 +43,7 @@ describe("param precedence", () => {
   });
 
   it("the order of the machine's profile list decides, not the profiles' names", async () => {
-    const repo = SiteRepo.create(layeredFiles(["profile1", "profile2"]));
-    repos.push(repo);
+    const repo = newRepo(layeredFiles(["profile1", "profile2"]));
     repo.commit({ "machines/n1.yaml": layeredFiles([])["machines/n1.yaml"]!.replace("profiles: [p1, p2]", "profiles: [p2, p1]") });
     const model = await repo.model();
     expect(model.findMachines("n1")[0]!.params.locale).toBe(LOCALE_OF.profile2);
@@ -97,8 +91,7 @@ describe("param precedence", () => {
   it("the bootEnv comes from the machine, else from the first profile that names one", async () => {
     const model = await modelWith([]);
     expect(model.findMachines("n1")[0]!.bootEnv).toBe("debian-12");
-    const repo = SiteRepo.create(layeredFiles([]));
-    repos.push(repo);
+    const repo = newRepo(layeredFiles([]));
     repo.commit({ "machines/n1.yaml": layeredFiles([])["machines/n1.yaml"]!.replace("profiles: [p1, p2]", "profiles: [p2, p1]") });
     expect((await repo.model()).findMachines("n1")[0]!.bootEnv).toBe("local");
   });

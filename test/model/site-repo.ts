@@ -2,6 +2,7 @@
 // with the git CLI in a temporary directory, committed to like a person would,
 // and read back through GitRepo (the object database, never the work tree).
 import { execFileSync } from "node:child_process";
+import { afterAll, afterEach } from "vitest";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -43,6 +44,23 @@ export function tempDir(prefix = "gitrack-model-"): string {
 
 export function removeTempDirs(): void {
   for (const d of made.splice(0)) rmSync(d, { recursive: true, force: true });
+}
+
+/**
+ * For a test file: a maker of SiteRepos, each disposed after the test that
+ * made it; the temporary folders go after the file's last test.
+ */
+export function siteRepos(): (files: Files) => SiteRepo {
+  const made: SiteRepo[] = [];
+  afterEach(async () => {
+    for (const r of made.splice(0)) await r.dispose();
+  });
+  afterAll(() => removeTempDirs());
+  return (files) => {
+    const repo = SiteRepo.create(files);
+    made.push(repo);
+    return repo;
+  };
 }
 
 export class SiteRepo {
@@ -131,6 +149,12 @@ export function siteYaml(opts: { name?: string; params?: Record<string, string>;
     `    unknownBootEnv: ${opts.unknownBootEnv ?? "discovery"}`,
     "",
   ].join("\n");
+}
+
+/** A Cluster document; `roles` are the lines under `roles:` (role names indented 4, their fields 6). */
+export function clusterYaml(name: string, roles: string[], opts: { site?: string; params?: Record<string, string> } = {}): string {
+  const params = opts.params ? ["  params:", ...Object.entries(opts.params).map(([k, v]) => `    ${k}: ${v}`)] : [];
+  return ["apiVersion: gitrack/v1", "kind: Cluster", "metadata:", `  name: ${name}`, "spec:", `  site: ${opts.site ?? "lab"}`, "  roles:", ...roles, ...params, ""].join("\n");
 }
 
 export function profileYaml(name: string, opts: { bootEnv?: string; params?: Record<string, string> } = {}): string {
@@ -232,21 +256,9 @@ export function layeredFiles(set: readonly Layer[]): Record<string, string> {
     "sites/lab.yaml": siteYaml({ params: has("site") ? { locale: LOCALE_OF.site } : { timezone: "UTC" } }),
     "profiles/p1.yaml": profileYaml("p1", { bootEnv: "debian-12", params: locale("profile1") }),
     "profiles/p2.yaml": profileYaml("p2", { bootEnv: "local", params: locale("profile2") }),
-    "clusters/k8s.yaml": [
-      "apiVersion: gitrack/v1",
-      "kind: Cluster",
-      "metadata:",
-      "  name: k8s",
-      "spec:",
-      "  site: lab",
-      "  roles:",
-      "    worker:",
-      "      machines: [n1]",
-      "      count: 1",
-      "  params:",
-      has("cluster") ? `    locale: ${LOCALE_OF.cluster}` : "    clusterName: k8s",
-      "",
-    ].join("\n"),
+    "clusters/k8s.yaml": clusterYaml("k8s", ["    worker:", "      machines: [n1]", "      count: 1"], {
+      params: has("cluster") ? { locale: LOCALE_OF.cluster } : { clusterName: "k8s" },
+    }),
     "machines/n1.yaml": machineYaml("n1", 1, { profiles: ["p1", "p2"], params: locale("machine") }),
     "machines/n2.yaml": machineYaml("n2", 2, { profiles: ["p1"] }),
   };

@@ -1,18 +1,13 @@
 // Every kind of problem `validate` reports, each at the exact FILE:LINE:COL a
 // person should open, against real commits read through GitRepo.
-import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { SiteRepo, baseFiles, machineYaml, profileYaml, removeTempDirs, siteYaml, type Files } from "./site-repo.js";
+import { describe, expect, it } from "vitest";
+import { baseFiles, machineYaml, profileYaml, siteYaml, siteRepos, clusterYaml, type Files } from "./site-repo.js";
 
-const repos: SiteRepo[] = [];
-afterEach(async () => {
-  for (const r of repos.splice(0)) await r.dispose();
-});
-afterAll(() => removeTempDirs());
+const newRepo = siteRepos();
 
 /** The problems of a commit holding baseFiles() with `changes` applied. */
 async function problemsWith(changes: Files, count = 2): Promise<string[]> {
-  const repo = SiteRepo.create(baseFiles(count));
-  repos.push(repo);
+  const repo = newRepo(baseFiles(count));
   repo.commit(changes, "the change under test");
   return repo.problems();
 }
@@ -262,8 +257,7 @@ describe("references", () => {
 });
 
 describe("clusters", () => {
-  const cluster = (site: string, roles: string[]) =>
-    ["apiVersion: gitrack/v1", "kind: Cluster", "metadata:", "  name: k8s", "spec:", `  site: ${site}`, "  roles:", ...roles, ""].join("\n");
+  const cluster = (site: string, roles: string[]) => clusterYaml("k8s", roles, { site });
 
   it("reports a cluster's missing site", async () => {
     const c = cluster("nowhere", ["    control:", "      machines: [n1]", "      count: 1"]);
