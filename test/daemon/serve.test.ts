@@ -29,6 +29,15 @@ import {
 } from "./harness.js";
 
 const SERVER = "10.77.0.1";
+
+/** The daemon's git note on `commit` in the repository at `dir`, if it wrote one yet. */
+function noteIn(dir: string, commit: string): string | undefined {
+  try {
+    return git(dir, ["notes", "--ref=gitrack/lab", "show", commit]);
+  } catch {
+    return undefined;
+  }
+}
 const BASE = `http://${SERVER}:8080`;
 const N1 = { name: "node01", mac: "52:54:00:77:00:01", ip: "10.77.0.11" };
 const N2 = { name: "node02", mac: "52:54:00:77:00:02", ip: "10.77.0.12", bootEnv: "test-badsum" };
@@ -118,13 +127,7 @@ describe.skipIf(!canUseNetns() || !TOOLS)("gitrack serve with real clients", () 
       metadata: { annotations: Record<string, string> };
       status: { phase: string; addresses: Array<{ mac: string; ip: string }>; bootTarget: string };
     };
-  const note = (commit: string) => {
-    try {
-      return git(repo, ["notes", "--ref=gitrack/lab", "show", commit]);
-    } catch {
-      return undefined;
-    }
-  };
+  const note = (commit: string) => noteIn(repo, commit);
 
   beforeAll(async () => {
     work = tempDir("daemon");
@@ -621,13 +624,7 @@ describe.skipIf(!canUseNetns() || !TOOLS)("gitrack serve following a remote repo
   const hook = (body: string, signature: string) =>
     get("/api/v1/hooks/git", ["-X", "POST", "-H", "Content-Type: application/json", "-H", `X-GitHub-Event: push`, "-H", `X-Hub-Signature-256: ${signature}`, "--data-binary", body]);
   const sign = (body: string) => `sha256=${createHmac("sha256", SECRET).update(body).digest("hex")}`;
-  const bareNote = (commit: string) => {
-    try {
-      return git(bare, ["notes", "--ref=gitrack/lab", "show", commit]);
-    } catch {
-      return undefined;
-    }
-  };
+  const bareNote = (commit: string) => noteIn(bare, commit);
 
   beforeAll(async () => {
     work = tempDir("daemon-remote");
