@@ -1,11 +1,9 @@
 // Real site repositories for the model and CLI tests: a working copy made
 // with the git CLI in a temporary directory, committed to like a person would,
 // and read back through GitRepo (the object database, never the work tree).
-import { execFileSync } from "node:child_process";
-import { afterAll, afterEach } from "vitest";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { afterAll, afterEach } from "vitest";
 import { GitRepo } from "../../reconciler/source/git.js";
 import { formatDiagnostic } from "../../reconciler/model/diagnostics.js";
 import { loadModel } from "../../reconciler/model/load.js";
@@ -14,37 +12,9 @@ import type { Model } from "../../reconciler/model/model.js";
 /** Path → content; `null` deletes the file. */
 export type Files = Record<string, string | null>;
 
-function gitEnv(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const k of Object.keys(env)) if (k.startsWith("GIT_")) delete env[k];
-  return {
-    ...env,
-    GIT_AUTHOR_NAME: "Ada Operator",
-    GIT_AUTHOR_EMAIL: "ada@example.com",
-    GIT_COMMITTER_NAME: "Ada Operator",
-    GIT_COMMITTER_EMAIL: "ada@example.com",
-    GIT_CONFIG_NOSYSTEM: "1",
-    HOME: tmpdir(),
-  };
-}
-
-/** Runs git in `cwd`; returns trimmed stdout. */
-export function git(cwd: string, ...args: string[]): string {
-  return execFileSync("git", args, { cwd, env: gitEnv(), encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).trim();
-}
-
-const made: string[] = [];
-
-/** A fresh directory under the system temp dir, removed by removeTempDirs(). */
-export function tempDir(prefix = "gitrack-model-"): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  made.push(dir);
-  return dir;
-}
-
-export function removeTempDirs(): void {
-  for (const d of made.splice(0)) rmSync(d, { recursive: true, force: true });
-}
+// Temporary folders and the git runner are those of the source tests.
+import { cleanupTemp as removeTempDirs, sh as git, tempDir } from "../source/fixture.js";
+export { git, removeTempDirs, tempDir };
 
 /**
  * For a test file: a maker of SiteRepos, each disposed after the test that
