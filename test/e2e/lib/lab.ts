@@ -8,7 +8,7 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync }
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { QEMU_BINARY, qemuArgs, resolveAccel, type QemuAccel, type QemuNic } from "../../../reconciler/power/qemu-command.js";
-import { Netns } from "../../lib/netns.js";
+import { Netns, uniqueSuffix } from "../../lib/netns.js";
 
 export const BRIDGE = "br0";
 
@@ -85,6 +85,7 @@ export class Lab {
   readonly accel: QemuAccel;
   private readonly vms = new Map<string, { handle: VmHandle; child: ChildProcess }>();
   private readonly pids = new Set<number>();
+  private readonly hosts: Netns[] = [];
   private destroyed = false;
 
   private constructor(ns: Netns, bridgeIp: string, stateDir: string, accel: QemuAccel) {
@@ -207,6 +208,24 @@ export class Lab {
     }
   }
 
+  /**
+   * Another host on the lab's wire: a namespace of its own whose veth is a
+   * port of br0, with `addr` (e.g. "10.77.0.240/24"). Tests send from it what
+   * an attacker or a relay on the same network would. destroy() removes it.
+   */
+  attachHost(prefix: string, addr: string): { ns: Netns; ifname: string } {
+    const ns = Netns.create(prefix);
+    this.hosts.push(ns);
+    const sfx = uniqueSuffix();
+    const ifname = `gh${sfx}`;
+    const port = `gp${sfx}`;
+    execFileSync("ip", ["link", "add", port, "netns", this.ns.name, "type", "veth", "peer", "name", ifname, "netns", ns.name]);
+    this.run("ip", ["link", "set", port, "master", BRIDGE, "up"]);
+    ns.run("ip", ["addr", "add", addr, "dev", ifname]);
+    ns.run("ip", ["link", "set", ifname, "up"]);
+    return { ns, ifname };
+  }
+
   async startVm(opts: VmOptions): Promise<VmHandle> {
     if (!/^[A-Za-z0-9_-]{1,11}$/.test(opts.name)) {
       throw new Error(`Lab.startVm: name must be 1-11 of [A-Za-z0-9_-] (tap-NAME is at most 15 characters), got "${opts.name}"`);
@@ -289,6 +308,7 @@ export class Lab {
   async destroy(): Promise<void> {
     if (this.destroyed) return;
     for (const { handle } of this.vms.values()) await handle.stop();
+    for (const host of this.hosts) await host.destroy();
     await this.ns.destroy(); // ends spawned processes (SIGTERM, then SIGKILL) and deletes the namespace
     this.finish();
   }
@@ -296,25 +316,27 @@ export class Lab {
   /** Synchronous cleanup for process exit and signals: SIGKILL by PID, delete the namespace. */
   destroySync(): void {
     if (this.destroyed) return;
+    for (const name of [...this.hosts.map((h) => h.name), this.ns.name]) {
+      try {
+        const pids = execFileSync("ip", ["netns", "pids", name], { encoding: "utf8" }).split(/\s+/).filter(Boolean);
+        for (const pid of pids) {
+          try {
+            process.kill(Number(pid), "SIGKILL");
+          } catch {
+            /* gone */
+          }
+        }
+        execFileSync("ip", ["netns", "del", name], { stdio: "ignore" });
+      } catch {
+        /* already gone */
+      }
+    }
     for (const pid of this.pids) {
       try {
         process.kill(pid, "SIGKILL");
       } catch {
         /* gone */
       }
-    }
-    try {
-      const pids = execFileSync("ip", ["netns", "pids", this.ns.name], { encoding: "utf8" }).split(/\s+/).filter(Boolean);
-      for (const pid of pids) {
-        try {
-          process.kill(Number(pid), "SIGKILL");
-        } catch {
-          /* gone */
-        }
-      }
-      execFileSync("ip", ["netns", "del", this.ns.name], { stdio: "ignore" });
-    } catch {
-      /* already gone */
     }
     this.finish();
   }

@@ -121,7 +121,8 @@ ${artifacts}
 /**
  * A new site repository at `dir` for the lab: `gitrack init`, then one commit
  * pointing the site's profile and unknown machines at the lab BootEnvs and
- * one adding the machines.
+ * one adding the machines (none, and no cluster of two workers, when
+ * `machines` is empty).
  */
 export function makeLabRepo(dir: string, assets: GuestAssets, machines: LabMachine[]): { commit: string } {
   gitrack(["init", dir]);
@@ -129,9 +130,10 @@ export function makeLabRepo(dir: string, assets: GuestAssets, machines: LabMachi
   const base = readRepoFile(dir, "profiles/base.yaml").replace("bootEnv: debian-12", "bootEnv: lab-install");
   commitFiles(
     dir,
-    { "bootenvs/lab.yaml": bootEnvDocs(assets), "sites/lab.yaml": site, "profiles/base.yaml": base, "machines/node01.yaml": null, "machines/node02.yaml": null },
+    { "bootenvs/lab.yaml": bootEnvDocs(assets), "sites/lab.yaml": site, "profiles/base.yaml": base, "machines/node01.yaml": null, "machines/node02.yaml": null, ...(machines.length ? {} : { "clusters/workers.yaml": null }) },
     "Boot the lab's test guest",
   );
+  if (machines.length === 0) return { commit: git(dir, ["rev-parse", "HEAD"]) };
   const files: Record<string, string> = {};
   for (const m of machines) files[`machines/${m.name}.yaml`] = machineDoc(m);
   const commit = commitFiles(dir, files, `Add ${machines.map((m) => m.name).join(" and ")}`);
