@@ -69,6 +69,19 @@ export function addServeCommand(program: Command, setExit: (code: number) => voi
       const { Daemon } = await import("../daemon/daemon.js");
       const { createLogger } = await import("../daemon/logger.js");
       const log = createLogger(cfg.logLevel);
+      // The last line of defence, not a way of working: every send, socket
+      // and promise is handled where it happens, and a line logged here is a
+      // bug (the hardening tests fail on it). A rejection nobody awaited
+      // leaves the services running; an exception may have left any state
+      // half-changed, so the daemon ends and its supervisor starts it again.
+      process.on("unhandledRejection", (reason) => {
+        log.fatal({ err: reason instanceof Error ? { message: reason.message, stack: reason.stack } : String(reason) }, "unhandled rejection");
+      });
+      process.on("uncaughtException", (err) => {
+        log.fatal({ err: { message: err.message, stack: err.stack } }, "uncaught exception");
+        log.flush?.();
+        process.exit(70);
+      });
       const daemon = await Daemon.start(cfg, log);
       await new Promise<void>((resolve) => {
         const stop = (sig: string) => {

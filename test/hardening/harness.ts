@@ -7,7 +7,8 @@
 import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { createVethPair, type VethPair } from "../lib/netns.js";
 import { parseJsonLines } from "../lib/json-log.js";
@@ -17,6 +18,8 @@ const run = promisify(execFile);
 
 export const SERVER = "10.79.0.1";
 export const CLIENT = "10.79.0.250";
+/** A second address in the client namespace, for attackers: per-source bounds must not refuse CLIENT's checks. */
+export const ATTACKER = "10.79.0.251";
 /** A relay's address in the client namespace; its subnet 10.80.0.0/16 is declared relayed. */
 export const RELAY = "10.80.0.2";
 export const KNOWN = { name: "node01", mac: "52:54:00:79:00:01", ip: "10.79.0.11" } as const;
@@ -150,6 +153,7 @@ export async function startAttackSite(prefix: string, opts: AttackSiteOptions = 
     // The relayed network: the client namespace plays its relay.
     pair.server.run("ip", ["addr", "add", "10.80.0.1/16", "dev", pair.serverIf]);
     pair.client.run("ip", ["addr", "add", `${RELAY}/16`, "dev", pair.clientIf]);
+    pair.client.run("ip", ["addr", "add", `${ATTACKER}/24`, "dev", pair.clientIf]);
     await start();
   } catch (err) {
     await daemon?.kill("SIGKILL");
@@ -180,6 +184,21 @@ export async function startAttackSite(prefix: string, opts: AttackSiteOptions = 
     },
   };
   return site_;
+}
+
+/**
+ * Runs an attack script of this folder (`tftp-flood.ts ATTACK ...`) with
+ * Node in the client namespace and returns the JSON line it printed.
+ */
+export async function attackFromClient<T = unknown>(site: AttackSite, script: string, args: string[], timeoutMs = 120_000): Promise<T> {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const { stdout } = await run("ip", ["netns", "exec", site.pair.client.name, process.execPath, "--import", "tsx", join(here, script), ...args], {
+    cwd: join(here, "../.."),
+    timeout: timeoutMs,
+    maxBuffer: 16 * 1024 * 1024,
+  });
+  const last = stdout.trim().split("\n").at(-1) ?? "";
+  return JSON.parse(last) as T;
 }
 
 // --- the check after an attack --------------------------------------------------

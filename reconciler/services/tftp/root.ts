@@ -85,8 +85,11 @@ export async function openInsideRoot(
   }
   let handle: FileHandle;
   try {
-    // cur holds no symlink now; O_NOFOLLOW closes the race with a swapped-in link.
-    handle = await open(cur, constants.O_RDONLY | constants.O_NOFOLLOW);
+    // cur holds no symlink now; O_NOFOLLOW closes the race with a swapped-in
+    // link. O_NONBLOCK: opening a FIFO (or a device) must not wait for a
+    // writer, which would hold one of libuv's few threads (and with it the
+    // lease journal's fsync); fstat below refuses anything but a regular file.
+    handle = await open(cur, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch {
     return { ok: false, code: "not-found", reason: "cannot open" };
   }

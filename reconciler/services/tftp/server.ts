@@ -72,7 +72,18 @@ export interface TftpServerOptions {
   /** First retransmit timeout; doubles on each retry up to 8x. A client's timeout option replaces it. */
   timeoutMs?: number;
   maxTransfers?: number;
-  /** netascii transfers are converted in memory; larger files are refused. */
+  /**
+   * Transfers one client address may hold at once; past it, ERROR 0 "too
+   * many transfers from your address". Default 8.
+   */
+  maxPerClient?: number;
+  /**
+   * Largest `timeout` option (seconds) accepted; a larger one is left out of
+   * the OACK and the server's own timeout applies. Bounds how long a client
+   * that never ACKs holds its slot (timeout x (retries + 1)). Default 10.
+   */
+  maxTimeoutS?: number;
+  /** netascii transfers are converted as they are read; larger files are refused. */
   maxNetasciiBytes?: number;
   /**
    * After sending a window, keep the event loop polling for up to this many
@@ -109,6 +120,8 @@ const BLKSIZE_MIN = 8;
 const BLKSIZE_MAX = 65464;
 const DEFAULT_BLKSIZE = 512;
 const READAHEAD_BYTES = 256 * 1024;
+/** A warning that a flood repeats is logged at most once per key in this interval. */
+const LOG_INTERVAL_MS = 10_000;
 
 export function bufferContent(buf: Buffer): TftpContent {
   return {
@@ -121,20 +134,99 @@ export function bufferContent(buf: Buffer): TftpContent {
 
 /** RFC 1350 / RFC 764: netascii line ends are CR LF, a bare CR is CR NUL. */
 export function toNetascii(buf: Buffer): Buffer {
+  return convertNetascii(buf, 0, buf.length + lineEnds(buf));
+}
+
+/** How many bytes netascii adds to buf: one per LF and one per CR. */
+function lineEnds(buf: Buffer): number {
   let extra = 0;
-  for (const b of buf) if (b === 0x0a || b === 0x0d) extra++;
-  const out = Buffer.allocUnsafe(buf.length + extra);
+  for (let i = buf.indexOf(0x0a); i !== -1; i = buf.indexOf(0x0a, i + 1)) extra++;
+  for (let i = buf.indexOf(0x0d); i !== -1; i = buf.indexOf(0x0d, i + 1)) extra++;
+  return extra;
+}
+
+/** netascii of buf[from..], stopping once `max` output bytes are written (the last byte pair may be cut). */
+function convertNetascii(buf: Buffer, from: number, max: number): Buffer {
+  const out = Buffer.allocUnsafe(max);
   let j = 0;
-  for (const b of buf) {
+  for (let i = from; i < buf.length && j < max; i++) {
+    const b = buf[i]!;
     if (b === 0x0a) {
       out[j++] = 0x0d;
-      out[j++] = 0x0a;
+      if (j < max) out[j++] = 0x0a;
     } else if (b === 0x0d) {
       out[j++] = 0x0d;
-      out[j++] = 0x00;
+      if (j < max) out[j++] = 0x00;
     } else out[j++] = b;
   }
-  return out;
+  return j === max ? out : out.subarray(0, j);
+}
+
+const NETASCII_CHUNK = 64 * 1024;
+
+/**
+ * netascii of `original`, converted as it is read: the size comes from a
+ * counting pass in 64 KiB reads, and read() converts forward from a cursor,
+ * so a transfer holds one read-ahead buffer, never the whole file (50 reads
+ * of a 16 MiB file used to take 1 GB), and no step blocks the event loop
+ * for longer than one chunk.
+ */
+export async function netasciiContent(original: TftpContent): Promise<TftpContent> {
+  let size = original.size;
+  for (let off = 0; off < original.size; off += NETASCII_CHUNK) {
+    size += lineEnds(await original.read(off, Math.min(NETASCII_CHUNK, original.size - off)));
+  }
+  // Where the next output byte comes from: input offset, output offset, and
+  // the second byte of a pair that the previous read cut in half.
+  let inPos = 0;
+  let outPos = 0;
+  let carry: number | undefined;
+  const rewind = () => {
+    inPos = 0;
+    outPos = 0;
+    carry = undefined;
+  };
+  const produce = async (max: number): Promise<Buffer> => {
+    const parts: Buffer[] = [];
+    let got = 0;
+    if (carry !== undefined && max > 0) {
+      parts.push(Buffer.from([carry]));
+      carry = undefined;
+      got++;
+    }
+    while (got < max && inPos < original.size) {
+      const input = await original.read(inPos, Math.min(NETASCII_CHUNK, original.size - inPos, max - got));
+      if (input.length === 0) break;
+      const out = convertNetascii(input, 0, Math.min(max - got, input.length * 2));
+      // Input bytes used: every output byte is one input byte, plus one per pair completed.
+      let used = 0;
+      let k = 0;
+      while (k < out.length) {
+        const b = input[used]!;
+        if (b === 0x0a || b === 0x0d) {
+          if (k + 1 === out.length) {
+            carry = b === 0x0a ? 0x0a : 0x00;
+            k++;
+          } else k += 2;
+        } else k++;
+        used++;
+      }
+      inPos += used;
+      parts.push(out);
+      got += out.length;
+    }
+    outPos += got;
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts, got);
+  };
+  return {
+    size,
+    async read(offset, length) {
+      if (offset < outPos) rewind(); // not expected: reads move forward
+      if (offset > outPos) await produce(offset - outPos);
+      return produce(Math.max(0, Math.min(length, size - offset)));
+    },
+    close: () => original.close?.() ?? Promise.resolve(),
+  };
 }
 
 function parseUint(value: string): number | undefined {
@@ -153,7 +245,7 @@ export class TftpServer {
   private readonly opts: Required<
     Pick<
       TftpServerOptions,
-      "port" | "bindAddress" | "maxBlksize" | "maxWindowsize" | "retries" | "timeoutMs" | "maxTransfers" | "maxNetasciiBytes" | "busyPollUs"
+      "port" | "bindAddress" | "maxBlksize" | "maxWindowsize" | "retries" | "timeoutMs" | "maxTransfers" | "maxPerClient" | "maxTimeoutS" | "maxNetasciiBytes" | "busyPollUs"
     >
   >;
   private readonly root: string | undefined;
@@ -162,6 +254,9 @@ export class TftpServer {
   private readonly log: TftpLogger;
   private socket: dgram.Socket | undefined;
   private readonly transfers = new Map<string, Transfer>();
+  /** Transfers held per client address (maxPerClient). */
+  private readonly perClient = new Map<string, number>();
+  private readonly logged = new Map<string, { at: number; suppressed: number }>();
   private readonly counters: Omit<TftpStats, "transfersActive">;
   /** @internal used by Transfer */
   readonly busyPoll: BusyPoll;
@@ -175,6 +270,8 @@ export class TftpServer {
       retries: options.retries ?? 5,
       timeoutMs: options.timeoutMs ?? 1000,
       maxTransfers: options.maxTransfers ?? 200,
+      maxPerClient: options.maxPerClient ?? 8,
+      maxTimeoutS: options.maxTimeoutS ?? 10,
       maxNetasciiBytes: options.maxNetasciiBytes ?? 16 * 1024 * 1024,
       busyPollUs: Math.max(0, options.busyPollUs ?? 200),
     };
@@ -274,22 +371,57 @@ export class TftpServer {
     }
     if (this.transfers.size >= this.opts.maxTransfers) {
       this.counters.busy++;
-      this.log.warn({ client, file: packet.filename, active: this.transfers.size }, "tftp: too many transfers");
+      this.logPerInterval("busy", "warn", { client, file: packet.filename.slice(0, 200), active: this.transfers.size }, "tftp: too many transfers");
       this.sendFromMain(client, ErrorCode.NOT_DEFINED, "server busy, try again");
+      return;
+    }
+    const held = this.perClient.get(client.address) ?? 0;
+    if (held >= this.opts.maxPerClient) {
+      this.counters.busy++;
+      this.logPerInterval(`client:${client.address}`, "warn", { client, file: packet.filename.slice(0, 200), held }, "tftp: too many transfers from one address");
+      this.sendFromMain(client, ErrorCode.NOT_DEFINED, "too many transfers from your address");
       return;
     }
     const transfer = new Transfer(this, key, client, this.log, this.opts);
     this.transfers.set(key, transfer);
-    void transfer.run(packet.filename, packet.mode, packet.options);
+    this.perClient.set(client.address, held + 1);
+    transfer.run(packet.filename, packet.mode, packet.options).catch((err: unknown) => {
+      this.log.error({ client, err: (err as Error).message }, "tftp: transfer error");
+      transfer.abort("internal error");
+    });
   }
 
   private sendFromMain(client: TftpClient, code: number, message: string): void {
-    this.socket?.send(encodeError(code, message), client.port, client.address);
+    try {
+      this.socket?.send(encodeError(code, message), client.port, client.address);
+    } catch (err) {
+      this.log.debug({ client, err: (err as Error).message }, "tftp: send failed");
+    }
   }
 
   /** @internal */
-  transferEnded(key: string, transfer: Transfer): void {
-    if (this.transfers.get(key) === transfer) this.transfers.delete(key);
+  transferEnded(key: string, transfer: Transfer, client: TftpClient): void {
+    if (this.transfers.get(key) !== transfer) return;
+    this.transfers.delete(key);
+    const held = (this.perClient.get(client.address) ?? 1) - 1;
+    if (held > 0) this.perClient.set(client.address, held);
+    else this.perClient.delete(client.address);
+  }
+
+  /**
+   * A warning a flood would repeat per packet, logged once per key and
+   * interval, with how many were left out since the last one.
+   */
+  private logPerInterval(key: string, level: "warn" | "info", obj: object, msg: string): void {
+    const now = Date.now();
+    const seen = this.logged.get(key);
+    if (seen && now - seen.at < LOG_INTERVAL_MS) {
+      seen.suppressed++;
+      return;
+    }
+    if (this.logged.size > 10_000) this.logged.clear();
+    this.logged.set(key, { at: now, suppressed: 0 });
+    this.log[level]({ ...obj, ...(seen?.suppressed ? { suppressed: seen.suppressed } : {}) }, msg);
   }
 
   /** @internal Finds the content for a request path; resolver first, then the root. */
@@ -363,7 +495,7 @@ class Transfer {
     private readonly key: string,
     private readonly client: TftpClient,
     private readonly log: TftpLogger,
-    private readonly opts: { bindAddress: string; maxBlksize: number; maxWindowsize: number; retries: number; timeoutMs: number; maxNetasciiBytes: number },
+    private readonly opts: { bindAddress: string; maxBlksize: number; maxWindowsize: number; retries: number; timeoutMs: number; maxTimeoutS: number; maxNetasciiBytes: number },
   ) {
     this.neg = { blksize: DEFAULT_BLKSIZE, windowsize: 1, timeoutMs: opts.timeoutMs, clientTimeout: false, oack: [] };
   }
@@ -371,12 +503,14 @@ class Transfer {
   async run(filename: string, mode: string, options: TftpOption[]): Promise<void> {
     try {
       await this.openSocket();
+      if (this.done) return;
       if (mode !== "octet" && mode !== "netascii") {
         this.fail(ErrorCode.ILLEGAL_OPERATION, `unsupported mode ${mode.slice(0, 20)}`, "unsupported mode");
         return;
       }
       const found = await this.server.openContent(filename, this.client);
-      if (this.state === "done") {
+      if (this.done) {
+        // Ended while the file was being opened (client ERROR, server stop).
         if (found.ok) await found.content.close?.();
         return;
       }
@@ -394,9 +528,8 @@ class Transfer {
           this.fail(ErrorCode.NOT_DEFINED, "file too large for netascii", "netascii file too large");
           return;
         }
-        const converted = toNetascii(await original.read(0, original.size));
-        await original.close?.();
-        this.content = bufferContent(converted);
+        this.content = await netasciiContent(original);
+        if (this.done) return;
       }
       this.neg = this.negotiate(options, this.content.size);
       this.lastBlock = Math.floor(this.content.size / this.neg.blksize) + 1;
@@ -411,6 +544,11 @@ class Transfer {
       this.log.error({ client: this.client, file: filename.slice(0, 200), err: (err as Error).message }, "tftp: transfer error");
       this.fail(ErrorCode.NOT_DEFINED, "internal error", "internal error");
     }
+  }
+
+  /** True once the transfer has ended (its socket is closed or closing). */
+  get done(): boolean {
+    return this.state === "done";
   }
 
   /** RFC 2347: answer only the options understood, each with the value used. */
@@ -428,8 +566,8 @@ class Transfer {
             n.oack.push({ name, value: String(n.blksize) });
           }
           break;
-        case "timeout": // RFC 2349: 1..255 seconds
-          if (v !== undefined && v >= 1 && v <= 255) {
+        case "timeout": // RFC 2349: 1..255 seconds; the OACK must echo it, so above our cap it is declined
+          if (v !== undefined && v >= 1 && v <= Math.min(255, this.opts.maxTimeoutS)) {
             n.timeoutMs = v * 1000;
             n.clientTimeout = true;
             n.oack.push({ name, value: String(v) });
@@ -458,6 +596,10 @@ class Transfer {
       // The peer is always a literal address: skip the resolver on every send.
       lookup: (address, _opts, cb) => cb(null, address, family),
     });
+    if (this.state === "done") {
+      socket.close();
+      return Promise.resolve();
+    }
     this.socket = socket;
     socket.on("message", (msg, rinfo) => this.onMessage(msg, rinfo));
     socket.on("error", (err) => {
@@ -466,9 +608,19 @@ class Transfer {
     return new Promise<void>((resolve) => socket.bind(0, this.opts.bindAddress, () => resolve()));
   }
 
+  /**
+   * Never throws: after end() the socket is gone (a send on a closed dgram
+   * socket throws ERR_SOCKET_DGRAM_NOT_RUNNING, which used to end the
+   * process), and errors of a send in flight reach the socket's error handler.
+   */
   private send(buf: Buffer, to: TftpClient = this.client): void {
-    if (!this.socket) return;
-    this.socket.send(buf, to.port, to.address);
+    const socket = this.socket;
+    if (!socket) return;
+    try {
+      socket.send(buf, to.port, to.address);
+    } catch (err) {
+      this.log.debug({ client: this.client, err: (err as Error).message }, "tftp: send failed");
+    }
   }
 
   private sendError(code: number, message: string): void {
@@ -668,9 +820,10 @@ class Transfer {
       );
     }
     const socket = this.socket;
+    this.socket = undefined;
     // Let queued sends (a final ERROR) leave before closing.
     if (socket) setImmediate(() => socket.close());
     void this.content?.close?.().catch(() => undefined);
-    this.server.transferEnded(this.key, this);
+    this.server.transferEnded(this.key, this, this.client);
   }
 }
