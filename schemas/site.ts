@@ -13,7 +13,12 @@ export const Subnet = Type.Object(
         description: "serve: gitrack hands out addresses; proxy: another server does, gitrack only answers PXE clients; off",
       }),
     ),
-    relayed: Type.Optional(Type.Boolean({ description: "reached through a DHCP relay (chosen by giaddr)" })),
+    relayed: Type.Optional(
+      Type.Boolean({ description: "reached through DHCP relays (chosen by giaddr); relayed requests are answered only for relayed subnets" }),
+    ),
+    relays: Type.Optional(
+      Type.Array(IPv4, { minItems: 1, maxItems: 64, description: "the relays' addresses (giaddr) on this subnet; when given, only these are answered" }),
+    ),
     range: Type.Optional(
       Type.Object({ start: IPv4, end: IPv4 }, { additionalProperties: false, description: "dynamic range for unknown machines" }),
     ),

@@ -326,6 +326,8 @@ export class Daemon implements HttpBackend {
         range: s.range,
         leaseSeconds: s.leaseSeconds ?? 3600,
         domain: s.domain,
+        relayed: s.relayed ?? false,
+        ...(s.relays ? { relays: s.relays } : {}),
       })),
       reservations,
       boot: {

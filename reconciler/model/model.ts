@@ -717,13 +717,24 @@ function siteDiagnostics(idx: Indexes): Diagnostic[] {
       if (ipToInt(s.spec.cidr.split("/")[0]!) !== s.net.network) {
         out.push(at(site, [...base, "cidr"], `${s.spec.cidr} has host bits set; the network is ${intToIpSafe(s.net.network)}/${s.net.prefixLength}`));
       }
+      // A served subnet outside /8../30 is a typo or worse: /0 would offer the mask 0.0.0.0.
+      const served = (s.spec.dhcp ?? "serve") !== "off";
+      if (served && (s.net.prefixLength < MIN_SERVED_PREFIX || s.net.prefixLength > MAX_SERVED_PREFIX)) {
+        out.push(at(site, [...base, "cidr"], `${s.spec.cidr}: a subnet gitrack serves DHCP on must be /${MIN_SERVED_PREFIX} to /${MAX_SERVED_PREFIX} (set dhcp: off for others)`));
+      }
       if (s.spec.gateway && !contains(s.net, s.spec.gateway)) out.push(at(site, [...base, "gateway"], `gateway ${s.spec.gateway} is outside ${s.spec.cidr}`));
       const r = s.spec.range;
       if (r) {
         if (!contains(s.net, r.start)) out.push(at(site, [...base, "range", "start"], `range start ${r.start} is outside ${s.spec.cidr}`));
         if (!contains(s.net, r.end)) out.push(at(site, [...base, "range", "end"], `range end ${r.end} is outside ${s.spec.cidr}`));
         if (ipToInt(r.start) > ipToInt(r.end)) out.push(at(site, [...base, "range"], `range start ${r.start} is after its end ${r.end}`));
+        else if (ipToInt(r.end) - ipToInt(r.start) + 1 > MAX_RANGE_SIZE) out.push(at(site, [...base, "range"], `range ${r.start}-${r.end} holds more than ${MAX_RANGE_SIZE} addresses`));
       }
+      const relays = s.spec.relays ?? [];
+      if (relays.length > 0 && !s.spec.relayed) out.push(at(site, [...base, "relays"], `relays are listed but subnet ${s.spec.name} is not relayed (set relayed: true)`));
+      relays.forEach((addr, k) => {
+        if (!contains(s.net, addr)) out.push(at(site, [...base, "relays", k], `relay ${addr} is outside ${s.spec.cidr} (a relay's giaddr is its address on the relayed subnet)`));
+      });
       for (let j = 0; j < i; j++) {
         const o = subnets[j]!;
         if (contains(o.net, s.net.network) || contains(s.net, o.net.network)) {
@@ -740,6 +751,12 @@ function siteDiagnostics(idx: Indexes): Diagnostic[] {
   }
   return out;
 }
+
+/** Subnets gitrack serves DHCP on: /8 to /30. */
+const MIN_SERVED_PREFIX = 8;
+const MAX_SERVED_PREFIX = 30;
+/** The largest dynamic range. */
+const MAX_RANGE_SIZE = 65_536;
 
 function intToIpSafe(n: number): string {
   return [(n >>> 24) & 255, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join(".");

@@ -73,7 +73,7 @@ function startGitrack(ns: Netns, work: string): ChildProcess {
     options: { stateDir: path.join(work, "state"), proxyPort: false },
     config: {
       serverId: SERVER_IP,
-      subnets: [{ name: "bench", cidr: SUBNET, dns: [], mode: "serve", range: { start: POOL_START, end: POOL_END }, leaseSeconds: 43200 }],
+      subnets: [{ name: "bench", cidr: SUBNET, dns: [], mode: "serve", relayed: true, relays: [RELAY_IP], range: { start: POOL_START, end: POOL_END }, leaseSeconds: 43200 }],
       reservations: [],
       boot: { nextServer: SERVER_IP, biosFile: "undionly.kpxe", uefiX64File: "ipxe.efi", uefiArm64File: "ipxe-arm64.efi", ipxeScriptUrl: `http://${SERVER_IP}/{mac}` },
     },

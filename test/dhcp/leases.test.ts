@@ -26,7 +26,7 @@ async function table(opts: { now?: () => number; dir?: string } = {}): Promise<{
     dirs.push(d);
     dir = d.path;
   }
-  return { t: await LeaseTable.open(dir, { now: opts.now, offerHoldMs: 30_000, quarantineMs: 3_600_000 }), dir };
+  return { t: await LeaseTable.open(dir, { now: opts.now, offerHoldMs: 30_000, quarantineMs: 3_600_000, reclaimAfterMs: 1_000 }), dir };
 }
 
 const reserved: Record<string, string> = { "10.0.0.10": "aa:00:00:00:00:10", "10.0.0.101": "aa:00:00:00:00:99" };
@@ -106,7 +106,7 @@ describe("lease table", () => {
     let now = 1_000_000;
     const { t, dir } = await table({ now: () => now });
     await t.commit(A, "10.0.0.100", pool(), 600);
-    expect(await t.decline(A, "10.0.0.100", "prov")).toBe(true);
+    expect(await t.decline(A, "10.0.0.100", pool())).toBe("quarantined");
     await t.close();
     const { t: r } = await table({ dir, now: () => now });
     expect(r.check(A, "10.0.0.100", pool(), reservedBy)).toBe("taken");
@@ -149,6 +149,60 @@ describe("lease table", () => {
     const ips = t.list().map((l) => l.ip);
     expect(ips.length).toBe(100);
     expect(new Set(ips).size).toBe(100);
+    await t.close();
+  });
+
+  const mac = (i: number): string => `bb:00:00:00:${((i >> 8) & 255).toString(16).padStart(2, "0")}:${(i & 255).toString(16).padStart(2, "0")}`;
+
+  it("takes back the oldest offer older than reclaimAfterMs when the range is full, and none younger", async () => {
+    let now = 1_000_000;
+    const { t } = await table({ now: () => now });
+    const big = pool("10.0.0.100", "10.0.0.109"); // 10 addresses, .101 reserved: 9 free
+    const first: string[] = [];
+    for (let i = 0; i < 9; i++) first.push(t.offer(mac(i), big, reservedBy, {})!);
+    expect(new Set(first).size).toBe(9);
+    now += 500;
+    expect(t.offer(C, big, reservedBy, {})).toBeUndefined(); // every offer younger than 1 s
+    now += 600;
+    expect(t.offer(C, big, reservedBy, {})).toBe(first[0]); // the oldest one
+    expect(t.check(mac(0), first[0]!, big, reservedBy)).toBe("taken");
+    await t.close();
+  });
+
+  it("keeps one relay's offers within half the range, taking back its own oldest first", async () => {
+    const now = 1_000_000;
+    const { t } = await table({ now: () => now });
+    const big = pool("10.0.0.100", "10.0.0.109"); // 9 free
+    const fromRelay: string[] = [];
+    for (let i = 0; i < 20; i++) fromRelay.push(t.offer(mac(i), big, reservedBy, { source: "10.80.0.2" })!);
+    expect(fromRelay.every((ip) => ip !== undefined)).toBe(true);
+    expect(new Set(fromRelay).size).toBe(5); // its share, floor(10 / 2), cycled over
+    const others = [A, B, C, "aa:00:00:00:00:0d"].map((m) => t.offer(m, big, reservedBy, {}));
+    expect(others.every((ip) => ip !== undefined && !fromRelay.slice(-5).includes(ip))).toBe(true);
+    expect(new Set(others).size).toBe(4);
+    await t.close();
+  });
+
+  it("lets one client quarantine at most two addresses, and at most an eighth of the range at once", async () => {
+    const now = 1_000_000;
+    const { t } = await table({ now: () => now });
+    const wide: LeasePool = { ...pool("10.0.0.100", "10.0.0.163"), name: "prov" }; // 64 addresses: cap 8
+    const results: string[] = [];
+    for (let i = 0; i < 40; i++) {
+      const ip = t.offer(mac(i), wide, reservedBy, {})!;
+      results.push(await t.decline(mac(i), ip, wide));
+    }
+    expect(results.slice(0, 8).every((r) => r === "quarantined")).toBe(true);
+    expect(results.slice(8).every((r) => r === "replaced-oldest")).toBe(true);
+    expect(t.counts().declined).toBe(8);
+    // One client declining again and again: two quarantines, then not believed.
+    const again: string[] = [];
+    for (let k = 0; k < 4; k++) {
+      const ip = t.offer(A, wide, reservedBy, {})!;
+      again.push(await t.decline(A, ip, wide));
+    }
+    expect(again.slice(2)).toEqual(["client-budget", "client-budget"]);
+    expect(t.counts().declined).toBe(8);
     await t.close();
   });
 });

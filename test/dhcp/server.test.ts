@@ -27,7 +27,7 @@ function config(over: Partial<SpecConfig> = {}): SpecConfig {
     serverId: SERVER,
     subnets: [
       { name: "prov", cidr: "10.77.0.0/24", gateway: "10.77.0.254", dns: ["10.77.0.1"], mode: "serve", range: { start: "10.77.0.100", end: "10.77.0.149" }, leaseSeconds: 600, domain: "lab.example" },
-      { name: "relayed", cidr: "10.78.0.0/16", gateway: "10.78.0.2", dns: [], mode: "serve", range: { start: "10.78.1.1", end: "10.78.1.250" }, leaseSeconds: 600 },
+      { name: "relayed", cidr: "10.78.0.0/16", gateway: "10.78.0.2", dns: [], mode: "serve", relayed: true, range: { start: "10.78.1.1", end: "10.78.1.250" }, leaseSeconds: 600 },
     ],
     reservations: [{ mac: RESERVED_MAC, ip: "10.77.0.10", hostname: "n01", subnet: "prov" }],
     boot: bootInfo(SERVER),

@@ -3,10 +3,12 @@
 // ever new MACs, DECLINEs, TFTP ERROR sprays at transfers in progress and
 // netascii reads, HTTP requests for unknown MACs, bad event bodies and
 // guessed tokens: test/e2e/lib/attacker.ts), a machine committed during the
-// flood PXE boots through gitrack's DHCP and HTTP and reaches Ready, and the
-// daemon that served it is the same process, with no fatal line in its log.
+// flood PXE boots through gitrack's DHCP and HTTP and reaches Ready, a client
+// that got its lease before the flood renews it (the unicast ACK to ciaddr
+// that the spoofed relays' unanswered sends used to starve), and the daemon
+// that served them is the same process, with no fatal line in its log.
 import type { ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
@@ -38,6 +40,8 @@ describe.skipIf(!canRunLab())("end-to-end: a machine boots while the wire is und
   let repo: string;
   let daemon: DaemonProcess;
   let attacker: ChildProcess | undefined;
+  let renewer: ChildProcess | undefined;
+  const dhcpEvents: string[] = [];
 
   beforeAll(async () => {
     assets = await ensureGuestAssets();
@@ -56,12 +60,26 @@ describe.skipIf(!canRunLab())("end-to-end: a machine boots while the wire is und
   }, 300_000);
 
   afterAll(async () => {
-    if (attacker && attacker.exitCode === null) attacker.kill("SIGKILL");
+    for (const c of [attacker, renewer]) if (c && c.exitCode === null) c.kill("SIGKILL");
     await lab?.destroy();
     if (work) rmSync(work, { recursive: true, force: true });
   });
 
-  it("a VM committed during DHCP, TFTP and HTTP floods from another host PXE boots to Ready, and the daemon neither crashed nor logged a fatal error", async () => {
+  it("a VM committed during DHCP, TFTP and HTTP floods from another host PXE boots to Ready, a leased client renews, and the daemon neither crashed nor logged a fatal error", async () => {
+    // A client on the wire with a dynamic lease from before the flood (busybox
+    // udhcpc, which applies the address and renews on SIGUSR1 by unicast).
+    const client = lab.attachHost("rnw", "169.254.0.2/16");
+    const script = join(work, "udhcpc.sh");
+    writeFileSync(script, '#!/bin/sh\necho "event=$1 ip=$ip"\n[ "$1" = bound ] && ip addr add "$ip/24" dev "$interface"\nexit 0\n', { mode: 0o755 });
+    renewer = client.ns.spawn("busybox", ["udhcpc", "-i", client.ifname, "-f", "-s", script, "-t", "5", "-T", "1", "-A", "1"], { stdio: ["ignore", "pipe", "pipe"] });
+    createInterface({ input: renewer.stdout! }).on("line", (l) => dhcpEvents.push(l));
+    await waitFor("the client's first lease", 30_000, () => dhcpEvents.some((e) => e.startsWith("event=bound")), 200);
+    const renewed = async (what: string) => {
+      const before = dhcpEvents.filter((e) => e.startsWith("event=renew")).length;
+      renewer!.kill("SIGUSR1");
+      await waitFor(what, 10_000, () => dhcpEvents.filter((e) => e.startsWith("event=renew")).length > before, 100);
+    };
+
     const { ns } = lab.attachHost("atk", "10.77.0.199/24");
     attacker = ns.spawn(process.execPath, ["--import", "tsx", ATTACKER, "--server", "10.77.0.1", "--net", "10.77.0", "--dhcp-pps", "1000"], {
       stdio: ["ignore", "pipe", "pipe"],
@@ -81,6 +99,7 @@ describe.skipIf(!canRunLab())("end-to-end: a machine boots while the wire is und
     // Let the flood take hold before the machine exists.
     await new Promise((r) => setTimeout(r, 5000));
     const pid = daemon.child.pid;
+    await renewed("the client's renewal during the flood");
     const commit = commitFiles(repo, { "machines/node01.yaml": machineDoc(node01) }, "Add node01 during the flood");
 
     const s = await waitFor("node01 Ready on the status branch during the flood", BOOT_MS, () => {
@@ -89,6 +108,7 @@ describe.skipIf(!canRunLab())("end-to-end: a machine boots while the wire is und
     }, 1000);
     // The flood was still on when the machine got there.
     expect(attacker.exitCode).toBeNull();
+    await renewed("the client's second renewal during the flood");
     expect(s.status.observedIp).toBe(node01.ip);
     expect(s.metadata.annotations["gitrack.io/desired-commit"]).toBe(commit);
 

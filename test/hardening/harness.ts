@@ -229,26 +229,34 @@ export async function takeBaseline(site: AttackSite): Promise<Baseline> {
 }
 
 /** A known machine's DORA with busybox udhcpc: one DISCOVER, 1 s for each answer. */
-async function dhcpServed(site: AttackSite): Promise<Record<string, string> | null> {
+function dhcpServed(site: AttackSite): Promise<Record<string, string> | null> {
+  return udhcpcLease(site, KNOWN.mac, "gtk0");
+}
+
+/**
+ * busybox udhcpc's DORA for `mac` on a macvlan `ifname` of the client's
+ * veth (created on first use): `tries` DISCOVERs, 1 s for each answer. The
+ * variables its script saw on "bound" (ip, subnet, router...), or null.
+ */
+export async function udhcpcLease(site: AttackSite, mac: string, ifname: string, tries = 1): Promise<Record<string, string> | null> {
   const { pair, work } = site;
   const out = join(work.path, `udhcpc-${process.hrtime.bigint()}.env`);
   const script = join(work.path, "udhcpc-check.sh");
   if (!existsSync(script)) writeFileSync(script, `#!/bin/sh\n[ "$1" = bound ] && env > "$GT_OUT"\nexit 0\n`, { mode: 0o755 });
-  // udhcpc uses the interface's MAC: a veth of its own with the known MAC,
+  // udhcpc uses the interface's MAC: a macvlan of its own with that MAC,
   // so the client namespace's main interface keeps its address.
-  const ifname = "gtk0";
   const exists = await run("ip", ["netns", "exec", pair.client.name, "ip", "link", "show", ifname]).then(
     () => true,
     () => false,
   );
   if (!exists) {
     // A macvlan on the client's veth: same wire, its own MAC.
-    await run("ip", ["netns", "exec", pair.client.name, "ip", "link", "add", ifname, "link", pair.clientIf, "address", KNOWN.mac, "type", "macvlan", "mode", "bridge"]);
+    await run("ip", ["netns", "exec", pair.client.name, "ip", "link", "add", ifname, "link", pair.clientIf, "address", mac, "type", "macvlan", "mode", "bridge"]);
     await run("ip", ["netns", "exec", pair.client.name, "ip", "link", "set", ifname, "up"]);
   }
   try {
-    await run("ip", ["netns", "exec", pair.client.name, "env", "-i", `GT_OUT=${out}`, "busybox", "udhcpc", "-i", ifname, "-n", "-q", "-f", "-t", "1", "-T", "1", "-A", "1", "-s", script], {
-      timeout: 5000,
+    await run("ip", ["netns", "exec", pair.client.name, "env", "-i", `GT_OUT=${out}`, "busybox", "udhcpc", "-i", ifname, "-n", "-q", "-f", "-t", String(tries), "-T", "1", "-A", "1", "-s", script], {
+      timeout: 4000 + tries * 2000,
     });
   } catch {
     return null;
@@ -338,20 +346,25 @@ export async function expectStillServing(
   if (problems.length) throw new Error(`the site is not served as before the attack:\n- ${problems.join("\n- ")}\n--- log tail ---\n${site.daemon.log().slice(-3000)}`);
 }
 
+export interface LeaseRecordOnDisk {
+  mac: string;
+  state: string;
+  expiresAt: number;
+}
+
 /**
- * The DHCP lease store as the daemon left it on disk (snapshot, then the
- * journal replayed over it, as JournalStore.open does): [] when every address
- * has one record (by construction of the store) and no MAC holds two live
- * addresses; otherwise what is wrong.
+ * The DHCP lease store as the daemon left it on disk: the snapshot, then the
+ * journal replayed over it (as JournalStore.open does). `problems` names
+ * journal lines that are not records (a torn last line is what a crash
+ * leaves and is not one).
  */
-export function leaseJournalProblems(stateDir: string): string[] {
+export function leaseRecords(stateDir: string): { leases: Map<string, LeaseRecordOnDisk>; problems: string[] } {
   const dir = join(stateDir, "dhcp");
-  if (!existsSync(dir)) return [];
-  const leases = new Map<string, { mac: string; state: string; expiresAt: number }>();
+  const leases = new Map<string, LeaseRecordOnDisk>();
   const problems: string[] = [];
   const snap = join(dir, "dhcp-leases.snapshot.json");
   if (existsSync(snap)) {
-    const s = JSON.parse(readFileSync(snap, "utf8")) as { entries: Array<[string, { mac: string; state: string; expiresAt: number }]> };
+    const s = JSON.parse(readFileSync(snap, "utf8")) as { entries: Array<[string, LeaseRecordOnDisk]> };
     for (const [k, v] of s.entries) leases.set(k, v);
   }
   const journal = join(dir, "dhcp-leases.journal.ndjson");
@@ -359,11 +372,10 @@ export function leaseJournalProblems(stateDir: string): string[] {
     const lines = readFileSync(journal, "utf8").split("\n");
     lines.forEach((line, i) => {
       if (!line) return;
-      let r: { k: string; v?: { mac: string; state: string; expiresAt: number }; d?: 1 };
+      let r: { k: string; v?: LeaseRecordOnDisk; d?: 1 };
       try {
         r = JSON.parse(line);
       } catch {
-        // A torn last line is what a crash leaves; anything else is damage.
         if (i < lines.length - 1) problems.push(`lease journal line ${i + 1} is not a record`);
         return;
       }
@@ -371,6 +383,12 @@ export function leaseJournalProblems(stateDir: string): string[] {
       else if (r.v) leases.set(r.k, r.v);
     });
   }
+  return { leases, problems };
+}
+
+/** [] when the lease store on disk is whole and no MAC holds two live addresses (each address has one record by construction); otherwise what is wrong. */
+export function leaseJournalProblems(stateDir: string): string[] {
+  const { leases, problems } = leaseRecords(stateDir);
   const now = Date.now();
   const byMac = new Map<string, string>();
   for (const [ip, rec] of leases) {

@@ -218,6 +218,40 @@ describe("addresses", () => {
   });
 });
 
+describe("subnets", () => {
+  /** A site "edge" whose one subnet has these lines after its name (indented 6); the subnet starts on line 9. */
+  const edge = (lines: string[]) =>
+    ["apiVersion: gitrack/v1", "kind: Site", "metadata:", "  name: edge", "spec:", "  params: {timezone: UTC}", "  subnets:", "    - name: far", ...lines.map((l) => `      ${l}`), "  boot: {advertise: 10.9.0.1}", ""].join("\n");
+
+  it("rejects a served subnet of /0 (it would offer the mask 0.0.0.0) and of /31, at the cidr", async () => {
+    expect(await problemsWith({ "sites/edge.yaml": edge(["cidr: 0.0.0.0/0"]) })).toEqual([
+      "sites/edge.yaml:9:13: 0.0.0.0/0: a subnet gitrack serves DHCP on must be /8 to /30 (set dhcp: off for others)",
+    ]);
+    expect(await problemsWith({ "sites/edge.yaml": edge(["cidr: 10.9.0.0/31"]) })).toEqual([
+      "sites/edge.yaml:9:13: 10.9.0.0/31: a subnet gitrack serves DHCP on must be /8 to /30 (set dhcp: off for others)",
+    ]);
+  });
+
+  it("accepts a /31 or /0 that gitrack does not serve", async () => {
+    expect(await problemsWith({ "sites/edge.yaml": edge(["cidr: 10.9.0.0/31", "dhcp: off"]) })).toEqual([]);
+  });
+
+  it("rejects a dynamic range of more than 65,536 addresses", async () => {
+    expect(await problemsWith({ "sites/edge.yaml": edge(["cidr: 10.0.0.0/8", "range: {start: 10.9.0.1, end: 10.10.0.1}"]) })).toEqual([
+      "sites/edge.yaml:10:14: range 10.9.0.1-10.10.0.1 holds more than 65536 addresses",
+    ]);
+  });
+
+  it("rejects relays on a subnet not declared relayed, and a relay outside its subnet, each at its place", async () => {
+    expect(await problemsWith({ "sites/edge.yaml": edge(["cidr: 10.9.0.0/16", "relays: [10.9.0.2]"]) })).toEqual([
+      "sites/edge.yaml:10:15: relays are listed but subnet far is not relayed (set relayed: true)",
+    ]);
+    expect(await problemsWith({ "sites/edge.yaml": edge(["cidr: 10.9.0.0/16", "relayed: true", "relays: [10.9.0.2, 10.10.0.2]"]) })).toEqual([
+      "sites/edge.yaml:11:26: relay 10.10.0.2 is outside 10.9.0.0/16 (a relay's giaddr is its address on the relayed subnet)",
+    ]);
+  });
+});
+
 describe("references", () => {
   it("reports a machine's missing site at spec.site", async () => {
     expect(await problemsWith({ "machines/n2.yaml": machineYaml("n2", 2, { site: "nowhere" }) })).toEqual([

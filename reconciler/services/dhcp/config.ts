@@ -14,6 +14,14 @@ export interface DhcpSubnet {
   range?: { start: string; end: string };
   leaseSeconds: number;
   domain?: string;
+  /**
+   * Reached through DHCP relays: a relayed request (giaddr set) is answered
+   * only for a subnet that says so, never for a giaddr inside a subnet
+   * served on the local wire (README.md, "Relays").
+   */
+  relayed?: boolean;
+  /** The relays' addresses (giaddr); when given, only these are answered. */
+  relays?: string[];
 }
 
 export interface DhcpReservation {
@@ -52,6 +60,10 @@ export interface CompiledSubnet extends LeasePool {
   broadcast: number;
   maskIp: string;
   broadcastIp: string;
+  /** Configured relay addresses, when the subnet lists them. */
+  relays?: ReadonlySet<number>;
+  /** Size of the dynamic range (0 without one). */
+  rangeSize: number;
 }
 
 export interface CompiledConfig {
@@ -69,6 +81,11 @@ export interface CompiledConfig {
 export class DhcpConfigError extends Error {
   override readonly name = "DhcpConfigError";
 }
+
+/** The widest served subnet; the model allows /8../30. */
+export const MIN_PREFIX = 8;
+/** The largest dynamic range (the model's bound). */
+export const MAX_RANGE = 65_536;
 
 const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 
@@ -93,6 +110,8 @@ export function compileConfig(cfg: DhcpConfig): CompiledConfig {
   for (const s of cfg.subnets) {
     if (subnetByName.has(s.name)) throw new DhcpConfigError(`subnet ${s.name}: name used twice`);
     const { network, mask, prefix } = parseCidr(s.cidr);
+    // A served subnet wider than /8 (a /0 offers the mask 0.0.0.0) is a mistake.
+    if (s.mode !== "off" && prefix < MIN_PREFIX) throw new DhcpConfigError(`subnet ${s.name}: ${s.cidr} is wider than /${MIN_PREFIX}`);
     const broadcast = (network | ~mask) >>> 0;
     const inside = (ip: string, what: string): number => {
       if (!isIPv4(ip)) throw new DhcpConfigError(`subnet ${s.name}: ${what} ${JSON.stringify(ip)} is not an IPv4 address`);
@@ -110,6 +129,12 @@ export function compileConfig(cfg: DhcpConfig): CompiledConfig {
       rangeStart = inside(s.range.start, "range start");
       rangeEnd = inside(s.range.end, "range end");
       if (rangeEnd < rangeStart) throw new DhcpConfigError(`subnet ${s.name}: range ends before it starts`);
+      if (rangeEnd - rangeStart + 1 > MAX_RANGE) throw new DhcpConfigError(`subnet ${s.name}: range holds more than ${MAX_RANGE} addresses`);
+    }
+    let relays: Set<number> | undefined;
+    if (s.relays && s.relays.length > 0) {
+      if (!s.relayed) throw new DhcpConfigError(`subnet ${s.name}: relays listed but the subnet is not relayed`);
+      relays = new Set(s.relays.map((r) => inside(r, "relay")));
     }
     if (!(s.leaseSeconds > 0)) throw new DhcpConfigError(`subnet ${s.name}: leaseSeconds must be positive`);
     const c: CompiledSubnet = {
@@ -123,7 +148,9 @@ export function compileConfig(cfg: DhcpConfig): CompiledConfig {
       broadcastIp: ipStr(broadcast),
       rangeStart,
       rangeEnd,
+      rangeSize: rangeStart === undefined || rangeEnd === undefined ? 0 : rangeEnd - rangeStart + 1,
       excluded,
+      ...(relays ? { relays } : {}),
     };
     subnets.push(c);
     subnetByName.set(s.name, c);

@@ -8,7 +8,12 @@
 // - one record per address, so an address is never bound to two clients;
 // - a client (MAC) has at most one record;
 // - an address reserved for one MAC is never offered or bound to another;
-// - a declined address is quarantined (given to nobody) for quarantineMs.
+// - a declined address is quarantined (given to nobody) for quarantineMs;
+//   at most an eighth of a range is quarantined at once, and one client
+//   quarantines at most two addresses (a DECLINE flood cannot drain a range);
+// - offers from one source (a relay) hold at most half a range, and when a
+//   range is full the oldest offer past `reclaimAfterMs` makes room (a
+//   DISCOVER flood cannot starve new machines for the whole hold time).
 import { JournalStore } from "../../store/journal.js";
 import { intToIp, ipToInt } from "./codec.js";
 
@@ -58,14 +63,29 @@ interface Offer {
   mac: string;
   ip: number;
   subnet: string;
+  /** Where the DISCOVER came from: a relay's giaddr, or "local". */
+  source: string;
+  at: number;
   expiresAt: number;
 }
+
+/** What one DECLINE did. */
+export type DeclineResult = "quarantined" | "not-ours" | "client-budget" | "replaced-oldest";
+
+/** Share of a range one relay's offers may hold. */
+const SOURCE_OFFER_SHARE = 0.5;
+/** Share of a range that may be quarantined at once. */
+const QUARANTINE_SHARE = 1 / 8;
+/** Live quarantines one client may cause. */
+const QUARANTINES_PER_CLIENT = 2;
 
 export interface LeaseTableOptions {
   /** How long an OFFER keeps its address for the client (default 30 s). */
   offerHoldMs?: number;
   /** How long a declined address is given to nobody (default 24 h, as Kea). */
   quarantineMs?: number;
+  /** A full range takes back offers older than this (default 1 s). */
+  reclaimAfterMs?: number;
   /** Clock, for tests. */
   now?: () => number;
   /** Passed to the store. */
@@ -82,6 +102,13 @@ export class LeaseTable {
   private readonly byMac = new Map<string, string>();
   private readonly offers = new Map<number, Offer>();
   private readonly offersByMac = new Map<string, Offer>();
+  /** Per pool, its offers oldest first (Map keeps insertion order). */
+  private readonly poolOffers = new Map<string, Map<number, Offer>>();
+  /** Per pool and source, that source's offers oldest first. */
+  private readonly sourceOffers = new Map<string, Map<number, Offer>>();
+  /** Per subnet, its live quarantines oldest first (ip → record). */
+  private readonly quarantines = new Map<string, Map<string, LeaseRecord>>();
+  private readonly reclaimAfterMs: number;
   private readonly cursors = new Map<string, number>();
   private readonly offerHoldMs: number;
   private readonly quarantineMs: number;
@@ -93,6 +120,7 @@ export class LeaseTable {
   ) {
     this.offerHoldMs = opts.offerHoldMs ?? 30_000;
     this.quarantineMs = opts.quarantineMs ?? 86_400_000;
+    this.reclaimAfterMs = opts.reclaimAfterMs ?? 1_000;
     this.now = opts.now ?? Date.now;
     // Rebuild the MAC index; should two records name one MAC (not written
     // by this code, but cheap to survive), the newest wins.
@@ -100,6 +128,9 @@ export class LeaseTable {
       const cur = this.byMac.get(rec.mac);
       if (!cur || (store.get(cur)?.updatedAt ?? 0) < rec.updatedAt) this.byMac.set(rec.mac, ip);
     }
+    const now = this.now();
+    const declined = [...store.entries()].filter(([, r]) => r.state === "declined" && r.expiresAt > now).sort((a, b) => a[1].updatedAt - b[1].updatedAt);
+    for (const [ip, rec] of declined) this.quarantinesOf(rec.subnet).set(ip, rec);
   }
 
   static async open(stateDir: string, opts: LeaseTableOptions = {}): Promise<LeaseTable> {
@@ -175,8 +206,9 @@ export class LeaseTable {
    * or previous lease, the address it asked for, a never-used address from
    * the range, then the longest-expired one. undefined when none is free.
    */
-  offer(mac: string, pool: LeasePool, reservedBy: ReservedBy, want: { reservedIp?: string; requestedIp?: string }): string | undefined {
+  offer(mac: string, pool: LeasePool, reservedBy: ReservedBy, want: { reservedIp?: string; requestedIp?: string; source?: string }): string | undefined {
     const now = this.now();
+    const source = want.source ?? "local";
     let ip: string | undefined;
     if (want.reservedIp !== undefined) {
       if (this.check(mac, want.reservedIp, pool, reservedBy, want.reservedIp) === "ok") ip = want.reservedIp;
@@ -193,10 +225,20 @@ export class LeaseTable {
           break;
         }
       }
+      // A relay past its share gives up its own oldest offer first, so
+      // that one relay cannot hold the whole range.
+      if (ip === undefined && source !== "local") {
+        const own = this.sourceOffers.get(`${pool.name}\0${source}`);
+        const share = Math.max(1, Math.floor(rangeSize(pool) * SOURCE_OFFER_SHARE));
+        if (own && own.size >= share) ip = this.reclaim(mac, own.values(), pool, reservedBy, now, 0);
+      }
       ip ??= this.freeAddress(mac, pool, reservedBy);
+      // Full: the oldest offer nobody has taken up within reclaimAfterMs
+      // makes room (a client answers its offer within milliseconds).
+      ip ??= this.reclaim(mac, this.poolOffers.get(pool.name)?.values(), pool, reservedBy, now, this.reclaimAfterMs);
     }
     if (ip === undefined) return undefined;
-    this.holdOffer(mac, ipToInt(ip), pool.name, now);
+    this.holdOffer(mac, ipToInt(ip), pool.name, source, now);
     return ip;
   }
 
@@ -244,18 +286,40 @@ export class LeaseTable {
 
   /**
    * RFC 2131 §4.3.3: the client found the address in use by someone else.
-   * The address is quarantined; the client's binding to it ends.
+   * The address is quarantined; the client's binding to it ends. Bounded:
+   * a client with two live quarantines is not believed again, and past an
+   * eighth of the range the oldest quarantine is lifted for the new one.
    */
-  async decline(mac: string, ip: string, subnet: string): Promise<boolean> {
+  async decline(mac: string, ip: string, pool: LeasePool): Promise<DeclineResult> {
     const rec = this.store.get(ip);
     const off = this.offers.get(ipToInt(ip));
     const ours = (rec && rec.mac === mac && rec.state === "bound") || (off && off.mac === mac);
-    if (!ours) return false;
+    if (!ours) return "not-ours";
     this.dropOffer(mac);
     const now = this.now();
+    const subnet = rec?.subnet ?? pool.name;
+    const q = this.quarantinesOf(subnet);
+    this.expireQuarantines(q, now);
+    let byClient = 0;
+    for (const r of q.values()) if (r.mac === mac) byClient++;
+    if (byClient >= QUARANTINES_PER_CLIENT) return "client-budget";
     if (this.byMac.get(mac) === ip) this.byMac.delete(mac);
-    await this.store.put(ip, { mac, subnet: rec?.subnet ?? subnet, state: "declined", expiresAt: now + this.quarantineMs, updatedAt: now });
-    return true;
+    const writes: Promise<void>[] = [];
+    let result: DeclineResult = "quarantined";
+    const cap = Math.max(1, Math.floor(rangeSize(pool) * QUARANTINE_SHARE));
+    while (q.size >= cap) {
+      const [oldest] = q.keys();
+      q.delete(oldest!);
+      const old = this.store.get(oldest!);
+      if (old?.state === "declined") writes.push(this.store.delete(oldest!));
+      result = "replaced-oldest";
+    }
+    const next: LeaseRecord = { mac, subnet, state: "declined", expiresAt: now + this.quarantineMs, updatedAt: now };
+    q.delete(ip);
+    q.set(ip, next);
+    writes.push(this.store.put(ip, next));
+    await Promise.all(writes);
+    return result;
   }
 
   /** The client chose another server's offer (RFC 2131 §4.3.2). */
@@ -266,12 +330,8 @@ export class LeaseTable {
   /** Drops offers that have run out (called periodically). */
   sweep(): void {
     const now = this.now();
-    for (const [ip, off] of this.offers) {
-      if (off.expiresAt <= now) {
-        this.offers.delete(ip);
-        if (this.offersByMac.get(off.mac) === off) this.offersByMac.delete(off.mac);
-      }
-    }
+    for (const off of [...this.offers.values()]) if (off.expiresAt <= now) this.unlinkOffer(off);
+    for (const q of this.quarantines.values()) this.expireQuarantines(q, now);
   }
 
   /** The client's row as list() would show it (its offer if it has no record). */
@@ -318,18 +378,60 @@ export class LeaseTable {
     return { bound, offered, declined };
   }
 
-  private holdOffer(mac: string, ip: number, subnet: string, now: number): void {
+  private holdOffer(mac: string, ip: number, subnet: string, source: string, now: number): void {
     this.dropOffer(mac);
-    const off: Offer = { mac, ip, subnet, expiresAt: now + this.offerHoldMs };
+    const held = this.offers.get(ip);
+    if (held) this.unlinkOffer(held);
+    const off: Offer = { mac, ip, subnet, source, at: now, expiresAt: now + this.offerHoldMs };
     this.offers.set(ip, off);
     this.offersByMac.set(mac, off);
+    mapOf(this.poolOffers, subnet).set(ip, off);
+    mapOf(this.sourceOffers, `${subnet}\0${source}`).set(ip, off);
   }
 
   private dropOffer(mac: string): void {
     const off = this.offersByMac.get(mac);
-    if (!off) return;
-    this.offersByMac.delete(mac);
+    if (off) this.unlinkOffer(off);
+  }
+
+  private unlinkOffer(off: Offer): void {
+    if (this.offersByMac.get(off.mac) === off) this.offersByMac.delete(off.mac);
     if (this.offers.get(off.ip) === off) this.offers.delete(off.ip);
+    const inPool = this.poolOffers.get(off.subnet);
+    if (inPool?.get(off.ip) === off) inPool.delete(off.ip);
+    const key = `${off.subnet}\0${off.source}`;
+    const bySource = this.sourceOffers.get(key);
+    if (bySource?.get(off.ip) === off) {
+      bySource.delete(off.ip);
+      if (bySource.size === 0) this.sourceOffers.delete(key);
+    }
+  }
+
+  /**
+   * Takes back the oldest offer (of `offers`, oldest first) made at least
+   * minAgeMs ago whose address `mac` may have, and returns that address.
+   */
+  private reclaim(mac: string, offers: Iterable<Offer> | undefined, pool: LeasePool, reservedBy: ReservedBy, now: number, minAgeMs: number): string | undefined {
+    if (!offers) return undefined;
+    for (const off of offers) {
+      if (now - off.at < minAgeMs) return undefined;
+      if (off.mac === mac) continue;
+      const ip = intToIp(off.ip);
+      this.unlinkOffer(off);
+      if (this.check(mac, ip, pool, reservedBy) === "ok") return ip;
+    }
+    return undefined;
+  }
+
+  private quarantinesOf(subnet: string): Map<string, LeaseRecord> {
+    return mapOf(this.quarantines, subnet);
+  }
+
+  private expireQuarantines(q: Map<string, LeaseRecord>, now: number): void {
+    for (const [ip, r] of q) {
+      if (r.expiresAt > now && this.store.get(ip) === r) continue;
+      q.delete(ip);
+    }
   }
 
   private usable(n: number, pool: LeasePool): boolean {
@@ -369,6 +471,16 @@ export class LeaseTable {
     }
     return oldest?.ip;
   }
+}
+
+function rangeSize(pool: LeasePool): number {
+  return pool.rangeStart === undefined || pool.rangeEnd === undefined ? 0 : pool.rangeEnd - pool.rangeStart + 1;
+}
+
+function mapOf<K, V>(m: Map<string, Map<K, V>>, key: string): Map<K, V> {
+  let v = m.get(key);
+  if (!v) m.set(key, (v = new Map()));
+  return v;
 }
 
 function inRange(pool: LeasePool, n: number): boolean {

@@ -30,6 +30,7 @@ import {
 } from "./codec.js";
 import { compileConfig, subnetContaining, type CompiledConfig, type CompiledSubnet, type DhcpConfig, type DhcpReservation } from "./config.js";
 import { LeaseTable, type LeaseInfo } from "./leases.js";
+import { IntervalLog } from "../interval-log.js";
 
 export type { DhcpBootInfo, DhcpConfig, DhcpReservation, DhcpSubnet } from "./config.js";
 export { DhcpConfigError } from "./config.js";
@@ -70,7 +71,12 @@ export interface DhcpServerOptions {
    */
   serverAddressSocket?: boolean;
   /** Lease table tuning (offer hold, decline quarantine, fsync). */
-  leases?: { offerHoldMs?: number; quarantineMs?: number; sync?: boolean; compactAfter?: number };
+  leases?: { offerHoldMs?: number; quarantineMs?: number; reclaimAfterMs?: number; sync?: boolean; compactAfter?: number };
+  /**
+   * A relayed subnet that lists no relays is answered for at most this many
+   * distinct giaddr values at a time (default 16; README.md, "Relays").
+   */
+  maxRelaysPerSubnet?: number;
 }
 
 export interface DhcpStats {
@@ -80,6 +86,14 @@ export interface DhcpStats {
   dropped_not_request: number;
   dropped_no_subnet: number;
   dropped_no_address: number;
+  /** Relayed requests whose giaddr is not a relay of a relayed subnet. */
+  dropped_bad_relay: number;
+  /** Relayed requests from one giaddr too many for a subnet that lists no relays. */
+  dropped_relay_budget: number;
+  /** Replies not sent because too many to one address were still queued. */
+  dropped_send_backlog: number;
+  /** DECLINEs not believed (a client past its quarantine budget). */
+  declines_refused: number;
   ignored_other_server: number;
   ignored: number;
   discover: number;
@@ -120,6 +134,12 @@ const ZERO = "0.0.0.0";
 const LIMITED_BROADCAST = "255.255.255.255";
 const NO_RANGE_LOG_MS = 60_000;
 const RECV_BUFFER_BYTES = 1 << 20;
+/** Warnings a flood would repeat per packet are logged once per key in this interval. */
+const FLOOD_LOG_MS = 10_000;
+/** A giaddr not heard from for this long leaves a subnet's relay set. */
+const RELAY_IDLE_MS = 10 * 60_000;
+/** Replies to one address still queued in the socket past which more are dropped. */
+const MAX_PENDING_PER_DESTINATION = 32;
 
 export class DhcpServer {
   private readonly opts: Required<Omit<DhcpServerOptions, "onClientSeen" | "leases">> & Pick<DhcpServerOptions, "onClientSeen" | "leases">;
@@ -133,6 +153,11 @@ export class DhcpServer {
   private timer: NodeJS.Timeout | null = null;
   private readonly inflight = new Set<Promise<void>>();
   private readonly noRangeLogged = new Map<string, number>();
+  private readonly floodLog: IntervalLog;
+  /** Per relayed subnet without a relay list: giaddr → last heard. */
+  private readonly relaysSeen = new Map<string, Map<string, number>>();
+  /** Sends not yet completed, per destination address. */
+  private readonly pendingSends = new Map<string, number>();
   private readonly counters: Record<Counter, number> = {
     received: 0,
     replied: 0,
@@ -140,6 +165,10 @@ export class DhcpServer {
     dropped_not_request: 0,
     dropped_no_subnet: 0,
     dropped_no_address: 0,
+    dropped_bad_relay: 0,
+    dropped_relay_budget: 0,
+    dropped_send_backlog: 0,
+    declines_refused: 0,
     ignored_other_server: 0,
     ignored: 0,
     discover: 0,
@@ -162,9 +191,11 @@ export class DhcpServer {
       bindAddress: ZERO,
       clientPort: 68,
       serverAddressSocket: true,
+      maxRelaysPerSubnet: 16,
       ...options,
     };
     this.log = options.logger;
+    this.floodLog = new IntervalLog(this.log, FLOOD_LOG_MS);
   }
 
   /**
@@ -290,6 +321,9 @@ export class DhcpServer {
     this.leaseTable?.sweep();
     const cutoff = Date.now() - NO_RANGE_LOG_MS;
     for (const [mac, at] of this.noRangeLogged) if (at < cutoff) this.noRangeLogged.delete(mac);
+    this.floodLog.sweep();
+    const idle = Date.now() - RELAY_IDLE_MS;
+    for (const seen of this.relaysSeen.values()) for (const [g, at] of seen) if (at < idle) seen.delete(g);
   }
 
   // -------------------------------------------------------------------------
@@ -341,6 +375,7 @@ export class DhcpServer {
     this.seen(req, mac, type, ipxe, arch);
 
     const reservation0 = cfg.byMac.get(mac);
+    if (req.giaddr !== ZERO && !this.relayAccepted(cfg, req.giaddr, from)) return;
     const subnet = this.selectSubnet(cfg, req, reservation0);
     if (!subnet || subnet.def.mode === "off") {
       this.counters.dropped_no_subnet++;
@@ -399,6 +434,51 @@ export class DhcpServer {
     return cfg.local;
   }
 
+  /**
+   * A relayed request is answered only when its giaddr can be a relay: an
+   * address of a subnet declared relayed (one of its listed relays, when it
+   * lists them), never an address of a subnet on the local wire (a reply
+   * there waits for ARP that never resolves and stalls everyone's replies
+   * in the socket), never 0/broadcast/loopback/multicast. A relayed subnet
+   * without a list answers at most maxRelaysPerSubnet giaddrs at a time.
+   */
+  private relayAccepted(cfg: CompiledConfig, giaddr: string, from: dgram.RemoteInfo): boolean {
+    const g = ipToInt(giaddr);
+    const first = g >>> 24;
+    const subnet = first === 0 || first === 127 || first >= 224 ? undefined : subnetContaining(cfg, g);
+    const allowed = subnet !== undefined && subnet.def.relayed === true && (subnet.relays ? subnet.relays.has(g) : g !== subnet.network && g !== subnet.broadcast);
+    if (!allowed) {
+      this.counters.dropped_bad_relay++;
+      this.floodLog.write(
+        "bad-relay",
+        "warn",
+        { giaddr, from: from.address, subnet: subnet?.name, dropped: this.counters.dropped_bad_relay },
+        "relayed DHCP requests from an address that is not a relay of a relayed subnet: dropped",
+      );
+      return false;
+    }
+    if (subnet.relays) return true;
+    const seen = this.relaysSeen.get(subnet.name) ?? new Map<string, number>();
+    this.relaysSeen.set(subnet.name, seen);
+    const now = Date.now();
+    if (!seen.has(giaddr) && seen.size >= this.opts.maxRelaysPerSubnet) {
+      for (const [other, at] of seen) if (now - at > RELAY_IDLE_MS) seen.delete(other);
+      if (seen.size >= this.opts.maxRelaysPerSubnet) {
+        this.counters.dropped_relay_budget++;
+        this.floodLog.write(
+          `relay-budget:${subnet.name}`,
+          "warn",
+          { giaddr, from: from.address, subnet: subnet.name, relays: seen.size, dropped: this.counters.dropped_relay_budget },
+          "more relay addresses than a relayed subnet without a relay list accepts: dropped (list its relays)",
+        );
+        return false;
+      }
+    }
+    seen.delete(giaddr);
+    seen.set(giaddr, now);
+    return true;
+  }
+
   private reservedBy = (ip: string): string | undefined => this.cfg?.byIp.get(ip)?.mac;
 
   // -------------------------------------------------------------------------
@@ -418,14 +498,15 @@ export class DhcpServer {
     const ip = this.leaseTable!.offer(mac, subnet, this.reservedBy, {
       reservedIp: reservation?.ip,
       requestedIp: optIp(req, Opt.REQUESTED_IP),
+      source: req.giaddr !== ZERO ? req.giaddr : "local",
     });
     if (!ip) {
       this.counters.dropped_no_address++;
       if (reservation) {
         const b = this.leaseTable!.blocker(reservation.ip, mac);
-        this.log.warn({ mac, ip: reservation.ip, heldBy: b?.mac, why: b?.why }, "reserved address is held by another client; not offered");
+        this.floodLog.write(`reserved:${mac}`, "warn", { mac, ip: reservation.ip, heldBy: b?.mac, why: b?.why }, "reserved address is held by another client; not offered");
       } else {
-        this.log.warn({ mac, subnet: subnet.name }, "dynamic range exhausted");
+        this.floodLog.write(`exhausted:${subnet.name}`, "warn", { mac, subnet: subnet.name }, "dynamic range exhausted");
       }
       return;
     }
@@ -504,9 +585,19 @@ export class DhcpServer {
       this.leaseTable!.forgetOffer(mac);
       return;
     }
-    if (await this.leaseTable!.decline(mac, ip, subnet.name)) {
-      this.log.warn({ mac, ip }, "address declined by the client; quarantined");
+    const result = await this.leaseTable!.decline(mac, ip, subnet);
+    if (result === "not-ours") return;
+    if (result === "client-budget") {
+      this.counters.declines_refused++;
+      this.floodLog.write(`decline-refused:${subnet.name}`, "warn", { mac, ip, subnet: subnet.name, refused: this.counters.declines_refused }, "DECLINE not believed: this client already has its quarantines");
+      return;
     }
+    this.floodLog.write(
+      `declined:${subnet.name}`,
+      "warn",
+      { mac, ip, subnet: subnet.name, ...(result === "replaced-oldest" ? { liftedOldest: true } : {}) },
+      result === "replaced-oldest" ? "address declined; quarantined, and the subnet's oldest quarantine lifted (at most an eighth of the range is quarantined)" : "address declined by the client; quarantined",
+    );
   }
 
   // RFC 2131 §4.3.4: DHCPRELEASE
@@ -595,9 +686,13 @@ export class DhcpServer {
         // from this offer, no boot server discovery or menu.
         o.push([Opt.VENDOR_SPECIFIC, encodeSubOptions([[6, enc.u8(8)]])]);
       }
-      // RFC 4578 §2.3 / PXE: echo the client machine identifier.
+      // RFC 4578 §2.3 / PXE: echo the client machine identifier (type 0
+      // and a 16-byte GUID; anything else is not echoed).
       const uuid = req.options.get(Opt.CLIENT_MACHINE_ID);
-      if (uuid && isPxeClient(req)) o.push([Opt.CLIENT_MACHINE_ID, uuid]);
+      if (uuid && isPxeClient(req)) {
+        if (uuid.length === 17 && uuid[0] === 0) o.push([Opt.CLIENT_MACHINE_ID, uuid]);
+        else this.floodLog.write(`bad-97:${ctx.from.address}`, "warn", { mac, from: ctx.from.address, length: uuid.length }, "client machine identifier (option 97) is not a type-0 GUID; not echoed");
+      }
     }
     // RFC 3046 §2.2: the relay agent information goes back, last.
     const agent = req.options.get(Opt.RELAY_AGENT);
@@ -622,13 +717,33 @@ export class DhcpServer {
       options: o,
     };
     const maxSize = optU16(req, Opt.MAX_MESSAGE_SIZE);
+    const limit = maxSize && maxSize >= 576 ? Math.min(maxSize, 1500) - 28 : DEFAULT_MAX_MESSAGE;
     let buf: Buffer;
     try {
-      buf = serializeMessage(msg, maxSize && maxSize >= 576 ? Math.min(maxSize, 1500) - 28 : DEFAULT_MAX_MESSAGE);
+      buf = serializeMessage(msg, limit);
     } catch (err) {
-      this.counters.errors++;
-      this.log.error({ mac, err: (err as Error).message }, "cannot encode the reply");
-      return;
+      // An echoed option 82 too large for the reply: the reply goes without
+      // it rather than not at all (the relay forwards it either way).
+      const withoutAgent = o.filter(([code]) => code !== Opt.RELAY_AGENT);
+      let retried: Buffer | undefined;
+      if (withoutAgent.length < o.length) {
+        try {
+          retried = serializeMessage({ ...msg, options: withoutAgent }, limit);
+        } catch {
+          retried = undefined;
+        }
+      }
+      this.floodLog.write(
+        `encode:${ctx.from.address}`,
+        retried ? "warn" : "error",
+        { mac, from: ctx.from.address, err: (err as Error).message, ...(agent ? { relayAgentBytes: agent.length } : {}) },
+        retried ? "reply too large with the relay agent information echoed; sent without it" : "cannot encode the reply",
+      );
+      if (!retried) {
+        this.counters.errors++;
+        return;
+      }
+      buf = retried;
     }
     this.sendReply(ctx, type, buf);
     this.log.debug({ mac, type: MESSAGE_TYPE_NAMES[type], yiaddr, file: file || undefined, proxy }, "DHCP reply");
@@ -671,7 +786,16 @@ export class DhcpServer {
     const { req, from, subnet, via } = ctx;
     if (req.giaddr !== ZERO) return this.send(this.main!, buf, this.opts.port, req.giaddr);
     if (via === "proxy") return this.send(this.proxy!, buf, from.port, from.address);
-    if (req.ciaddr !== ZERO && type !== MessageType.NAK) return this.send(this.main!, buf, this.opts.clientPort, req.ciaddr);
+    if (req.ciaddr !== ZERO && type !== MessageType.NAK) {
+      // Only to an address of the subnet answered for: a ciaddr elsewhere
+      // would make us send to any address a forged packet names.
+      if (((ipToInt(req.ciaddr) & subnet.mask) >>> 0) !== subnet.network) {
+        this.counters.ignored++;
+        this.floodLog.write("ciaddr-outside", "warn", { mac: ctx.mac, ciaddr: req.ciaddr, subnet: subnet.name }, "client address (ciaddr) is outside the subnet answered for; no reply");
+        return;
+      }
+      return this.send(this.main!, buf, this.opts.clientPort, req.ciaddr);
+    }
     this.broadcast(buf, subnet);
   }
 
@@ -693,15 +817,36 @@ export class DhcpServer {
     });
   }
 
+  /**
+   * Unicast and broadcast replies. A destination with many replies still
+   * queued (a relay or client that does not answer ARP) gets no more until
+   * they drain, so it cannot fill the socket for everyone else; failures
+   * are logged once per interval.
+   */
   private send(sock: dgram.Socket, buf: Buffer, port: number, address: string): void {
-    sock.send(buf, port, address, (err) => {
+    const pending = this.pendingSends.get(address) ?? 0;
+    if (pending >= MAX_PENDING_PER_DESTINATION) {
+      this.counters.dropped_send_backlog++;
+      this.floodLog.write(`backlog:${address}`, "warn", { to: address, pending }, "DHCP replies to this address are not leaving; more are dropped until they do");
+      return;
+    }
+    this.pendingSends.set(address, pending + 1);
+    const done = (err: Error | null): void => {
+      const left = (this.pendingSends.get(address) ?? 1) - 1;
+      if (left <= 0) this.pendingSends.delete(address);
+      else this.pendingSends.set(address, left);
       if (err) {
         this.counters.send_errors++;
-        this.log.warn({ to: `${address}:${port}`, err: err.message }, "DHCP reply not sent");
+        this.floodLog.write(`send:${(err as NodeJS.ErrnoException).code ?? err.message}`, "warn", { to: `${address}:${port}`, err: err.message, failed: this.counters.send_errors }, "DHCP reply not sent");
       } else {
         this.counters.replied++;
       }
-    });
+    };
+    try {
+      sock.send(buf, port, address, done);
+    } catch (err) {
+      done(err as Error);
+    }
   }
 }
 

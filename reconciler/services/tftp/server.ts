@@ -17,6 +17,7 @@ import {
 } from "./packet.js";
 import { defaultIpxeAllowOutside, defaultIpxeRoot, normaliseRequestPath, openInsideRoot } from "./root.js";
 import { BusyPoll } from "./busy-poll.js";
+import { IntervalLog } from "../interval-log.js";
 
 /**
  * What a transfer reads. `read(offset, length)` returns exactly `length` bytes
@@ -256,7 +257,7 @@ export class TftpServer {
   private readonly transfers = new Map<string, Transfer>();
   /** Transfers held per client address (maxPerClient). */
   private readonly perClient = new Map<string, number>();
-  private readonly logged = new Map<string, { at: number; suppressed: number }>();
+  private readonly intervalLog: IntervalLog;
   private readonly counters: Omit<TftpStats, "transfersActive">;
   /** @internal used by Transfer */
   readonly busyPoll: BusyPoll;
@@ -284,6 +285,7 @@ export class TftpServer {
     const servesIpxe = this.root !== undefined && ipxeRoot !== undefined && path.resolve(this.root) === ipxeRoot;
     this.allowOutside = new Set(options.allowOutside ?? (servesIpxe ? defaultIpxeAllowOutside() : []));
     this.log = options.logger ?? noopLogger;
+    this.intervalLog = new IntervalLog(this.log, LOG_INTERVAL_MS);
     this.counters = {
       requests: 0,
       transfersCompleted: 0,
@@ -371,14 +373,14 @@ export class TftpServer {
     }
     if (this.transfers.size >= this.opts.maxTransfers) {
       this.counters.busy++;
-      this.logPerInterval("busy", "warn", { client, file: packet.filename.slice(0, 200), active: this.transfers.size }, "tftp: too many transfers");
+      this.intervalLog.write("busy", "warn", { client, file: packet.filename.slice(0, 200), active: this.transfers.size }, "tftp: too many transfers");
       this.sendFromMain(client, ErrorCode.NOT_DEFINED, "server busy, try again");
       return;
     }
     const held = this.perClient.get(client.address) ?? 0;
     if (held >= this.opts.maxPerClient) {
       this.counters.busy++;
-      this.logPerInterval(`client:${client.address}`, "warn", { client, file: packet.filename.slice(0, 200), held }, "tftp: too many transfers from one address");
+      this.intervalLog.write(`client:${client.address}`, "warn", { client, file: packet.filename.slice(0, 200), held }, "tftp: too many transfers from one address");
       this.sendFromMain(client, ErrorCode.NOT_DEFINED, "too many transfers from your address");
       return;
     }
@@ -408,21 +410,6 @@ export class TftpServer {
     else this.perClient.delete(client.address);
   }
 
-  /**
-   * A warning a flood would repeat per packet, logged once per key and
-   * interval, with how many were left out since the last one.
-   */
-  private logPerInterval(key: string, level: "warn" | "info", obj: object, msg: string): void {
-    const now = Date.now();
-    const seen = this.logged.get(key);
-    if (seen && now - seen.at < LOG_INTERVAL_MS) {
-      seen.suppressed++;
-      return;
-    }
-    if (this.logged.size > 10_000) this.logged.clear();
-    this.logged.set(key, { at: now, suppressed: 0 });
-    this.log[level]({ ...obj, ...(seen?.suppressed ? { suppressed: seen.suppressed } : {}) }, msg);
-  }
 
   /** @internal Finds the content for a request path; resolver first, then the root. */
   async openContent(
