@@ -34,15 +34,23 @@ export class TemplateError extends Error {
   }
 }
 
-/** Limits, each far above what a real boot file needs. */
+/**
+ * Limits, each far above what a real boot file needs (a kickstart renders
+ * in about a millisecond). The memory bound is what stops a range loop
+ * early: liquidjs builds `(1..N)` as an array of N before its time check
+ * first runs (10^7 took 0.9 s to stop at a 250 ms limit).
+ */
 export const TEMPLATE_LIMITS = {
   /** Characters of template source. */
   parseLimit: 256 * 1024,
   /** Milliseconds of rendering for one template. */
-  renderLimit: 250,
-  /** liquidjs's estimate of memory for one render (string lengths, array sizes). */
-  memoryLimit: 16 * 1024 * 1024,
+  renderLimit: 100,
+  /** liquidjs's estimate of memory for one render (output and string lengths, range and array sizes). */
+  memoryLimit: 2 * 1024 * 1024,
 } as const;
+
+/** Tags that would read another template from a file system: refused when a template is parsed. */
+const FILE_TAGS = ["include", "render", "layout"] as const;
 
 /**
  * A file system that holds nothing, so `include`, `render` and `layout`
@@ -97,6 +105,16 @@ export function createTemplateEngine(): Liquid {
     timezoneOffset: 0,
   });
   engine.registerFilter("shellquote", shellQuote);
+  for (const name of FILE_TAGS) {
+    engine.registerTag(name, {
+      parse() {
+        throw new Error(`{% ${name} %} is not available: templates cannot read files (write the text into the template)`);
+      },
+      render() {
+        return "";
+      },
+    });
+  }
   return engine;
 }
 

@@ -22,7 +22,7 @@ import { advanceModel, loadModel } from "../model/load.js";
 import type { Model, ResolvedMachine } from "../model/model.js";
 import { formatDiagnostic } from "../model/diagnostics.js";
 import { planChange } from "../model/plan.js";
-import { renderContext, siteBaseUrl } from "../model/render.js";
+import { renderContext, siteBaseUrl, unknownMachineOf } from "../model/render.js";
 import { baseUrl, bootScriptUrl } from "../model/urls.js";
 import type { BootEnvInfo } from "../model/bootenv.js";
 import { renderBootScript, renderFile } from "../../renderers/bootscript.js";
@@ -82,7 +82,7 @@ export class Daemon implements HttpBackend {
   private pushTimer?: NodeJS.Timeout;
   private pushing: Promise<void> = Promise.resolve();
   private stopped = false;
-  readonly counters = { commitsApplied: 0, commitsRejected: 0, powerActions: 0, powerErrors: 0, events: 0, scripts: 0, scriptsRefused: 0, files: 0, authFailures: 0 };
+  readonly counters = { commitsApplied: 0, commitsRejected: 0, commitsFailed: 0, powerActions: 0, powerErrors: 0, events: 0, scripts: 0, scriptsRefused: 0, files: 0, authFailures: 0 };
 
   private constructor(
     readonly cfg: ServeConfig,
@@ -230,8 +230,44 @@ export class Daemon implements HttpBackend {
     });
   }
 
+  /**
+   * Loads, checks and applies one commit. Whatever throws on the way (a bug,
+   * memory, the disk) is recorded like a rejection: a note saying it failed
+   * and why, `lastFailed` on the site, and the commit served before keeps
+   * serving (health names it, and the failed one).
+   */
   private async reconcileCommit(commit: string): Promise<void> {
     const started = Date.now();
+    const before = this.good;
+    let applying = false;
+    try {
+      await this.reconcileCommitOnce(commit, started, () => (applying = true));
+    } catch (err) {
+      const error = err instanceof Error ? err.message : String(err);
+      this.counters.commitsFailed++;
+      // Actions not yet begun: the commit before is served again, as it was.
+      if (!applying && this.good !== before) {
+        this.good = before;
+        if (before) {
+          this.dhcp?.setConfig(this.dhcpConfig(before.model));
+          this.cache.setSources(this.artifactRefs(before.model));
+        }
+      }
+      this.log.error({ commit, err: error, serving: this.good?.commit ?? null }, "reconciling a commit failed; the last good commit keeps serving");
+      await this.recordFailure(commit, started, error).catch((e: unknown) =>
+        this.log.error({ commit, err: e instanceof Error ? e.message : String(e) }, "recording a failed commit failed"),
+      );
+    }
+  }
+
+  private async recordFailure(commit: string, started: number, error: string): Promise<void> {
+    await this.siteStore.put("site", { ...(this.siteStore.get("site") ?? {}), lastFailed: { commit, at: now(), error } });
+    await this.notes.setNote(commit, noteText({ outcome: "failed", site: this.cfg.site, commit, errors: [`reconciling the commit failed: ${error}`], startedAt: started, actions: {} }));
+    this.scheduleStatus();
+    await this.pushRefs();
+  }
+
+  private async reconcileCommitOnce(commit: string, started: number, onApplying: () => void): Promise<void> {
     let model: Model;
     let affected: Set<string> | undefined;
     if (this.last) ({ model, affected } = await advanceModel(this.repo, this.last.model, this.last.commit, commit));
@@ -271,6 +307,7 @@ export class Daemon implements HttpBackend {
     // commit touched, plus any with a power action still in doubt; the first
     // commit after a start, and the periodic resync, look at every machine.
     const changed = prev && affected ? [...machines.values()].filter((m) => affected!.has(m.key) || this.observed.get(m.name)?.power?.done === false) : [...machines.values()];
+    onApplying();
     const powerErrors = await this.converge(changed);
     this.counters.commitsApplied++;
     await this.siteStore.put("site", { ...(this.siteStore.get("site") ?? {}), lastApplied: { commit, at: now() } });
@@ -292,10 +329,9 @@ export class Daemon implements HttpBackend {
     if (!prev || prev === seen?.commit) return;
     this.last = undefined;
     try {
+      // reconcileCommit records its own failure.
       await this.reconcileCommit(prev);
-      this.log.warn({ commit: prev, head: seen?.commit }, "the branch head is rejected: serving the last good commit from before the restart");
-    } catch (err) {
-      this.log.error({ commit: prev, err: err instanceof Error ? err.message : String(err) }, "loading the last good commit failed");
+      if (this.good?.commit === prev) this.log.warn({ commit: prev, head: seen?.commit }, "the branch head is rejected: serving the last good commit from before the restart");
     } finally {
       if (seen) this.last = seen;
     }
@@ -658,37 +694,7 @@ export class Daemon implements HttpBackend {
 
   private unknownMachine(mac: string): { m: ResolvedMachine; env: BootEnvInfo } | undefined {
     const g = this.good;
-    if (!g) return undefined;
-    const siteDoc = g.model.site(this.cfg.site)!;
-    const envName = (siteDoc.value.spec.boot.unknownBootEnv as string | undefined) ?? "discovery";
-    const env = g.model.bootEnv(envName);
-    if (!env) return undefined;
-    const lease = this.dhcp?.leaseOf(mac);
-    const subnets = siteDoc.value.spec.subnets as SubnetSpec[];
-    const subnet = (lease && subnets.find((s) => inCidr(lease.ip, s.cidr))) ?? subnets.find((s) => s.range) ?? subnets[0];
-    const name = `mac-${mac.replace(/:/g, "")}`;
-    const m = {
-      key: `${this.cfg.site}/${name}`,
-      name,
-      site: this.cfg.site,
-      doc: siteDoc,
-      labels: {},
-      annotations: {},
-      interfaces: [{ mac, ip: lease?.ip }],
-      mac,
-      ip: lease?.ip,
-      subnet: subnet?.name,
-      profiles: [],
-      bootEnv: envName,
-      bootEnvInfo: env,
-      intent: "provisioned",
-      generation: 0,
-      params: { ...((env.doc.value.spec.params ?? {}) as Record<string, unknown>), ...((siteDoc.value.spec.params ?? {}) as Record<string, unknown>) },
-      paramSources: {},
-      deps: [],
-      diagnostics: [],
-    } satisfies ResolvedMachine;
-    return { m, env };
+    return g ? unknownMachineOf(g.model, this.cfg.site, mac, this.dhcp?.leaseOf(mac)?.ip) : undefined;
   }
 
   private async recordUnknown(mac: string, patch: Partial<DiscoveredRecord>): Promise<DiscoveredRecord> {
@@ -832,7 +838,15 @@ export class Daemon implements HttpBackend {
   // --- API, health, metrics ----------------------------------------------------
 
   health(): { ok: boolean; [k: string]: unknown } {
-    return { ok: !!this.good, site: this.cfg.site, commit: this.good?.commit ?? null, lastSeenCommit: this.last?.commit ?? null };
+    const rec = this.siteStore?.get("site");
+    return {
+      ok: !!this.good,
+      site: this.cfg.site,
+      commit: this.good?.commit ?? null,
+      lastSeenCommit: this.last?.commit ?? null,
+      ...(rec?.lastRejected ? { lastRejected: { commit: rec.lastRejected.commit, at: rec.lastRejected.at } } : {}),
+      ...(rec?.lastFailed ? { lastFailed: { commit: rec.lastFailed.commit, at: rec.lastFailed.at } } : {}),
+    };
   }
 
   metrics(): string {

@@ -8,6 +8,8 @@ import type { MachineObserved } from "./lifecycle.js";
 export interface SiteRecord {
   lastApplied?: { commit: string; at: string };
   lastRejected?: { commit: string; at: string; errors: string[] };
+  /** A commit whose reconcile threw (a bug or an exhausted resource, not an invalid repository). */
+  lastFailed?: { commit: string; at: string; error: string };
 }
 
 export function machineStatusFile(
@@ -81,11 +83,12 @@ export function siteStatusFile(site: string, commit: string | undefined, rec: Si
       servingCommit: commit ?? null,
       lastApplied: rec.lastApplied ?? null,
       lastRejected: rec.lastRejected ?? null,
+      ...(rec.lastFailed ? { lastFailed: rec.lastFailed } : {}),
     },
   });
 }
 
-export function noteText(n: { outcome: "applied" | "rejected" | "partial"; site: string; commit: string; errors: string[]; startedAt: number; actions: Record<string, number> }): string {
+export function noteText(n: { outcome: "applied" | "rejected" | "partial" | "failed"; site: string; commit: string; errors: string[]; startedAt: number; actions: Record<string, number> }): string {
   return stableYaml({
     outcome: n.outcome,
     site: n.site,

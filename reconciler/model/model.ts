@@ -11,6 +11,7 @@ import { contains, ipToInt, parseCidr, type Network } from "./net.js";
 import { parseFile, type ParsedFile, type SourceDoc, type SourceFile } from "./parse.js";
 import { positionOf, type PathSegment } from "./yaml-source.js";
 import { bootEnvTemplates, type BootEnvInfo } from "./bootenv.js";
+import { renderDiagnostics } from "./render.js";
 
 export type Intent = "provisioned" | "reprovision" | "maintenance" | "decommissioned";
 
@@ -91,6 +92,7 @@ export interface ModelOptions {
 export class Model {
   /** templateParamDiagnostics() of this model, once computed (or known empty from the previous model). */
   private templateDiagnostics?: Diagnostic[];
+  private renderProblems?: Diagnostic[];
 
   private constructor(
     readonly files: Map<string, ParsedFile>,
@@ -228,7 +230,10 @@ export class Model {
     for (const m of this.machines.values()) out.push(...m.diagnostics);
     const rejected: NonNullable<ParsedFile["rejected"]> = [];
     for (const f of this.files.values()) if (f.rejected) rejected.push(...f.rejected);
-    return dedupe(out.filter((d) => !isFollowOn(d, rejected))).sort(compareDiagnostics);
+    const found = dedupe(out.filter((d) => !isFollowOn(d, rejected))).sort(compareDiagnostics);
+    if (found.length) return found;
+    // Otherwise valid: render what will be served, once per BootEnv and site.
+    return (this.renderProblems ??= renderDiagnostics(this, this.index.sites.keys()).sort(compareDiagnostics));
   }
 
   isValid(): boolean {

@@ -47,17 +47,61 @@ const validators = new Map<Kind, ValidateFunction>(
   Object.entries(generatedValidators as Record<Kind, ValidateFunction>) as [Kind, ValidateFunction][],
 );
 
+/**
+ * What one file may hold. A commit is written by anyone who can open a pull
+ * request, so a file is measured before anything walks it: a 689-byte alias
+ * bomb expands to billions of nodes, and a 10,000-deep nesting overflows a
+ * recursive parser. Over a bound, the file is rejected like any invalid one.
+ */
+export const YAML_LIMITS = {
+  /** Bytes of one file. */
+  maxFileBytes: 4 * 1024 * 1024,
+  /** Documents in one file. */
+  maxDocuments: 10_000,
+  /** Nesting of maps and sequences (js-yaml's own bound, aliases counted through). */
+  maxDepth: 100,
+  /** Nodes of one file with every alias expanded (a 10,000-machine file has about 400,000). */
+  maxNodes: 2_000_000,
+} as const;
+
+/** Nesting the positioned parser (`yaml`) is given at most: deeper flow collections exhaust its memory. */
+const POSITIONED_MAX_DEPTH = 1000;
+
 export function parseFile(file: SourceFile): ParsedFile {
   const diagnostics: Diagnostic[] = [];
+  const fail = (line: number, col: number, message: string): ParsedFile => {
+    diagnostics.push({ file: file.path, line, col, message });
+    return { file, docs: [], diagnostics };
+  };
+  const bytes = Buffer.byteLength(file.text, "utf8");
+  if (bytes > YAML_LIMITS.maxFileBytes) return fail(1, 1, `file is ${bytes} bytes; a file may hold at most ${YAML_LIMITS.maxFileBytes} (split it)`);
   let raw: unknown[];
   try {
     raw = jsyaml.loadAll(file.text, undefined, { schema: jsyaml.CORE_SCHEMA, json: false });
-  } catch {
-    // js-yaml stops at the first problem; the positioned parser lists them all.
+  } catch (err) {
+    const mark = (err as { mark?: { line: number; column: number } }).mark;
+    const where = mark ? { line: mark.line + 1, col: mark.column + 1 } : { line: 1, col: 1 };
+    if (/maxDepth/.test((err as Error).message ?? "")) return fail(where.line, where.col, `nesting deeper than ${YAML_LIMITS.maxDepth} levels`);
+    // js-yaml stops at the first problem; the positioned parser lists them all,
+    // unless the text nests so deep that it would exhaust that parser.
+    if (roughNestingDepth(file.text) > POSITIONED_MAX_DEPTH) return fail(where.line, where.col, firstLineOf((err as Error).message ?? "not valid YAML"));
     const problems = syntaxProblems(file);
-    if (problems.length === 0) problems.push({ line: 1, col: 1, message: "not valid YAML" });
+    if (problems.length === 0) problems.push({ ...where, message: "not valid YAML" });
     for (const p of problems) diagnostics.push({ file: file.path, line: p.line, col: p.col, message: p.message });
     return { file, docs: [], diagnostics };
+  }
+  if (raw.length > YAML_LIMITS.maxDocuments) return fail(1, 1, `file holds ${raw.length} documents; a file may hold at most ${YAML_LIMITS.maxDocuments}`);
+  // Aliases are shared objects after js-yaml; walking them expanded is what
+  // everything after this does, so that is what is counted, and bounded.
+  const over = overExpanded(raw);
+  if (over) {
+    let pos = { line: 1, col: 1 };
+    try {
+      pos = positionOf(file, over.index, over.path);
+    } catch {
+      // the document start it is
+    }
+    return fail(pos.line, pos.col, over.message);
   }
   const docs: SourceDoc[] = [];
   const rejected: RejectedDoc[] = [];
@@ -98,6 +142,91 @@ export function parseFile(file: SourceFile): ParsedFile {
     docs.push({ file, index, kind: v.kind, name: (v.metadata as { name: string }).name, value: v as SourceDoc["value"] });
   });
   return rejected.length ? { file, docs, diagnostics, rejected } : { file, docs, diagnostics };
+}
+
+function firstLineOf(message: string): string {
+  return (message.split("\n")[0] ?? message).replace(/ \(\d+:\d+\)$/, "");
+}
+
+/**
+ * An upper bound on how deep the text nests: flow brackets outside quotes
+ * and comments, and on each line its indentation plus its `- ` and `? `
+ * indicators (each block level needs at least one more column).
+ */
+function roughNestingDepth(text: string): number {
+  let depth = 0;
+  let max = 0;
+  let quote = "";
+  let lineStart = true;
+  let indent = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (c === "\n") {
+      lineStart = true;
+      indent = 0;
+      quote = quote === "'" || quote === '"' ? quote : "";
+      continue;
+    }
+    if (quote) {
+      if (c === "\\" && quote === '"') i++;
+      else if (c === quote) quote = "";
+      continue;
+    }
+    if (lineStart) {
+      if (c === " " || ((c === "-" || c === "?") && text[i + 1] === " ")) {
+        indent++;
+        if (indent > max) max = indent;
+        continue;
+      }
+      lineStart = false;
+    }
+    if (c === "#" && (i === 0 || text[i - 1] === " " || text[i - 1] === "\t")) {
+      while (i + 1 < text.length && text[i + 1] !== "\n") i++;
+    } else if (c === '"' || c === "'") quote = c;
+    else if (c === "[" || c === "{") {
+      depth++;
+      if (depth + indent > max) max = depth + indent;
+    } else if (c === "]" || c === "}") depth = Math.max(0, depth - 1);
+  }
+  return max;
+}
+
+/**
+ * The first place where the documents, walked with aliases expanded, pass
+ * maxNodes or maxDepth (a cycle passes the depth). undefined when they fit.
+ */
+function overExpanded(docs: unknown[]): { index: number; path: PathSegment[]; message: string } | undefined {
+  interface Step {
+    v: unknown;
+    depth: number;
+    parent?: Step;
+    key?: PathSegment;
+  }
+  const pathOf = (s: Step): PathSegment[] => {
+    const out: PathSegment[] = [];
+    for (let at: Step | undefined = s; at?.parent; at = at.parent) out.push(at.key!);
+    return out.reverse();
+  };
+  let nodes = 0;
+  for (let index = 0; index < docs.length; index++) {
+    // Iterative, so a cycle or a deep graph cannot overflow the stack here.
+    const stack: Step[] = [{ v: docs[index], depth: 0 }];
+    while (stack.length) {
+      const step = stack.pop()!;
+      const v = step.v;
+      if (++nodes > YAML_LIMITS.maxNodes) {
+        return { index, path: pathOf(step), message: `more than ${YAML_LIMITS.maxNodes} nodes once aliases are expanded (an alias bomb?); a file may hold at most that many` };
+      }
+      if (v === null || typeof v !== "object") continue;
+      if (step.depth >= YAML_LIMITS.maxDepth) {
+        return { index, path: pathOf(step), message: `nesting deeper than ${YAML_LIMITS.maxDepth} levels once aliases are followed (an alias to its own ancestor?)` };
+      }
+      const depth = step.depth + 1;
+      if (Array.isArray(v)) for (let k = v.length - 1; k >= 0; k--) stack.push({ v: v[k], depth, parent: step, key: k });
+      else for (const k in v) stack.push({ v: (v as Record<string, unknown>)[k], depth, parent: step, key: k });
+    }
+  }
+  return undefined;
 }
 
 function decodePointer(pointer: string): PathSegment[] {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import {
   TemplateError,
+  parseTemplate,
   renderTemplate,
   templateParamRefs,
   templateRefs,
@@ -62,16 +63,22 @@ describe("renderTemplate", () => {
     ).toThrow(TemplateError);
   });
 
-  it("cannot include a file from the daemon's file system", () => {
-    expect(renderError("{% include '/etc/passwd' %}").reason).toMatch(/lookup|cannot read|ENOENT/i);
+  it("refuses include, render and layout when the template is parsed, at the tag", () => {
+    for (const tag of ["include '/etc/passwd'", "render 'x'", "layout 'base'"]) {
+      let err: unknown;
+      try {
+        parseTemplate(at(`line one\n  {% ${tag} %}body`));
+      } catch (e) {
+        err = e;
+      }
+      expect(err, tag).toBeInstanceOf(TemplateError);
+      expect((err as TemplateError).reason).toMatch(/is not available: templates cannot read files/);
+      expect((err as TemplateError).line).toBe(11);
+    }
   });
 
-  it("cannot render a partial", () => {
-    expect(renderError("{% render 'x' %}").reason).toMatch(/lookup|cannot read|ENOENT/i);
-  });
-
-  it("cannot use a layout", () => {
-    expect(renderError("{% layout 'base' %}body").reason).toMatch(/lookup|cannot read|ENOENT/i);
+  it("stops a range loop of 10^7 by its memory bound, before the range is built", () => {
+    expect(renderError("{% for i in (1..10000000) %}{% endfor %}").reason).toMatch(/memory alloc limit/);
   });
 
   it("stops a loop of 10^8 iterations", () => {
