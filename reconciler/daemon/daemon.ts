@@ -47,7 +47,8 @@ import {
   type MachineObserved,
 } from "./lifecycle.js";
 import { machineStatusFile, siteStatusFile, noteText, type SiteRecord } from "./status-files.js";
-import { discoveredMachineFile, type DiscoveredRecord } from "./discovery.js";
+import { IntervalLog } from "../services/interval-log.js";
+import { DISCOVERY_LIMITS, discoveredMachineFile, discoveryInventory, type DiscoveredRecord } from "./discovery.js";
 import { metricsText } from "./metrics.js";
 
 const EVENT_PHASES = new Set<MachineEventPhase>(["Installing", "Installed", "Ready", "Failed"]);
@@ -96,7 +97,11 @@ export class Daemon implements HttpBackend {
     this.apiToken = api.token;
     if (api.path) log.info({ path: api.path }, "API bearer token is in this file");
     this.power = createPowerDrivers({ stateDir: cfg.stateDir, logger: log.child({ component: "power" }) });
+    this.refusals = new IntervalLog(log);
   }
+
+  /** Refusals a flood would repeat (discovery past its bounds), logged once per interval. */
+  private readonly refusals: IntervalLog;
 
   static async start(cfg: ServeConfig, log: Logger): Promise<Daemon> {
     const d = new Daemon({ ...cfg, stateDir: resolve(cfg.stateDir) }, log);
@@ -672,14 +677,15 @@ export class Daemon implements HttpBackend {
       this.counters.authFailures++;
       return { status: auth.status, message: auth.status === 401 ? "a valid machine token is required" : "this token is for another machine" };
     }
-    const phase = String(body.phase ?? "");
+    if (body.phase !== undefined && typeof body.phase !== "string") return { status: 400, message: "phase must be a string" };
+    if (body.message !== undefined && typeof body.message !== "string") return { status: 400, message: "message must be a string" };
+    const phase = body.phase ?? "";
     const message = typeof body.message === "string" ? body.message.slice(0, 500) : undefined;
     const ip = typeof body.ip === "string" && /^\d+\.\d+\.\d+\.\d+$/.test(body.ip) ? body.ip : undefined;
     this.counters.events++;
     if (auth.mac) {
       if (phase !== "Discovered") return { status: 400, message: "an unknown machine can only report phase Discovered" };
-      await this.onDiscovered(auth.mac, body, remote);
-      return { status: 200, body: "ok\n" };
+      return this.onDiscovered(auth.mac, body, remote);
     }
     const m = auth.m!;
     if (!EVENT_PHASES.has(phase as MachineEventPhase)) {
@@ -704,23 +710,39 @@ export class Daemon implements HttpBackend {
     return next;
   }
 
-  private async onDiscovered(mac: string, body: Record<string, unknown>, remote: string): Promise<void> {
-    const inventory: Record<string, unknown> = typeof body.inventory === "object" && body.inventory ? (body.inventory as Record<string, unknown>) : {};
-    for (const [k, v] of Object.entries(body)) if (!["phase", "inventory"].includes(k) && (typeof v === "string" || typeof v === "number")) inventory[k] = v;
-    const rec = await this.recordUnknown(mac, { inventory, ip: typeof body.ip === "string" ? body.ip : remote });
+  /**
+   * A discovery report: bounded (DISCOVERY_LIMITS) because it needs only the
+   * token an unknown MAC's boot script carries, which any host on the wire
+   * can get for a MAC of its choosing.
+   */
+  private async onDiscovered(mac: string, body: Record<string, unknown>, remote: string): Promise<Answer> {
+    const inventory = discoveryInventory(body);
+    if (typeof inventory === "string") return { status: 400, message: inventory };
+    if (!this.discoveredStore.get(mac)) {
+      const pending = [...this.discoveredStore.keys()].filter((m) => !this.good?.byMac.has(m)).length;
+      if (pending >= DISCOVERY_LIMITS.pendingMachines) {
+        this.refusals.write("discovery-pending", "warn", { mac, remote, pending }, "a discovered machine refused: too many are waiting for review");
+        return { status: 429, message: `${pending} discovered machines are waiting for review; merge or close their proposals first` };
+      }
+    }
+    const rec = await this.recordUnknown(mac, { inventory, ip: typeof body.ip === "string" && /^\d+\.\d+\.\d+\.\d+$/.test(body.ip) ? body.ip : remote });
     this.log.info({ mac, remote }, "machine discovered");
     await this.proposeDiscovered(rec);
+    return { status: 200, body: "ok\n" };
   }
 
   private async proposeDiscovered(rec: DiscoveredRecord): Promise<void> {
     const g = this.good;
     if (!g || g.byMac.has(rec.mac)) return;
+    // One proposal commit per machine and interval: repeated reports update the record only.
+    const last = rec.lastProposedAt ? Date.parse(rec.lastProposedAt) : 0;
+    if (rec.proposedName && Date.now() - last < DISCOVERY_LIMITS.reproposeMs) return;
     const file = discoveredMachineFile(g.model, this.cfg.site, rec, new Set([...this.discoveredStore.entries()].filter(([m]) => m !== rec.mac).map(([, r]) => r.proposedIp).filter((x): x is string => !!x)));
     if (!file) {
       this.log.warn({ mac: rec.mac }, "no free address to propose for a discovered machine");
       return;
     }
-    await this.discoveredStore.put(rec.mac, { ...rec, proposedName: file.name, proposedIp: file.ip, proposedAt: rec.proposedAt ?? now() });
+    await this.discoveredStore.put(rec.mac, { ...rec, proposedName: file.name, proposedIp: file.ip, proposedAt: rec.proposedAt ?? now(), lastProposedAt: now() });
     const head = await this.discoveredWriter.propose(g.commit, new Map([[file.path, file.content]]), `discovered: ${file.name} (${rec.mac})`);
     if (head) this.log.info({ mac: rec.mac, machine: file.name, branch: `gitrack/discovered/${this.cfg.site}` }, "proposed a Machine file for review");
     await this.pushRefs();

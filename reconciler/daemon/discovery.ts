@@ -16,6 +16,42 @@ export interface DiscoveredRecord {
   proposedName?: string;
   proposedIp?: string;
   proposedAt?: string;
+  /** When its proposal was last committed (re-reports commit at most once per DISCOVERY_LIMITS.reproposeMs). */
+  lastProposedAt?: string;
+}
+
+export const DISCOVERY_LIMITS = {
+  /** Unknown MACs recorded and not yet in the repository; a new one past this is refused (429). */
+  pendingMachines: 64,
+  /** Fields of one report's inventory. */
+  inventoryFields: 64,
+  /** Characters of one inventory field's name and value. */
+  fieldNameChars: 64,
+  fieldValueChars: 1024,
+  /** A machine's proposal is committed again at most this often. */
+  reproposeMs: 60_000,
+} as const;
+
+/**
+ * The inventory of a discovery report: its `inventory` object and its other
+ * top-level fields, flat strings, numbers and booleans only; or what is
+ * wrong with it.
+ */
+export function discoveryInventory(body: Record<string, unknown>): Record<string, string | number | boolean> | string {
+  const out: Record<string, string | number | boolean> = {};
+  const nested = body.inventory;
+  if (nested !== undefined && (typeof nested !== "object" || nested === null || Array.isArray(nested))) return "inventory must be an object of fields";
+  const fields: Array<[string, unknown]> = [...Object.entries((nested ?? {}) as Record<string, unknown>), ...Object.entries(body).filter(([k]) => k !== "phase" && k !== "inventory")];
+  for (const [k, v] of fields) {
+    if (Object.keys(out).length >= DISCOVERY_LIMITS.inventoryFields) return `a report may hold at most ${DISCOVERY_LIMITS.inventoryFields} fields`;
+    if (k.length > DISCOVERY_LIMITS.fieldNameChars || !/^[A-Za-z0-9_.-]+$/.test(k)) return `field name "${k.slice(0, DISCOVERY_LIMITS.fieldNameChars)}" is not a name (letters, digits, _ . -; at most ${DISCOVERY_LIMITS.fieldNameChars})`;
+    if (typeof v === "string") {
+      if (v.length > DISCOVERY_LIMITS.fieldValueChars) return `field ${k} is longer than ${DISCOVERY_LIMITS.fieldValueChars} characters`;
+      out[k] = v;
+    } else if (typeof v === "number" || typeof v === "boolean") out[k] = v;
+    else return `field ${k} must be a string, a number or a boolean`;
+  }
+  return out;
 }
 
 export function discoveredName(mac: string): string {

@@ -3,9 +3,11 @@
 // machine routes (a machine's token in the path), the read-only API (bearer
 // token), the Git webhook (HMAC) and operations (health, metrics).
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import rateLimit from "@fastify/rate-limit";
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { timingSafeEqual } from "node:crypto";
+import { IntervalLog } from "../interval-log.js";
 
 /** What a request gets from the daemon; `status` other than 200 carries a message. */
 export type Answer = { status: 200; body: string; contentType?: string } | { status: number; message: string };
@@ -62,9 +64,26 @@ async function sendArtifact(req: FastifyRequest, reply: FastifyReply, path: stri
   return reply.send(createReadStream(path, { start, end, highWaterMark: 1024 * 1024 }));
 }
 
+export interface HttpLimits {
+  /** Requests per minute one address may make to the token-bearing machine routes (files, events, discovery). */
+  machineRequestsPerMinute: number;
+  /** Boot scripts per minute one address may fetch (each carries a token). */
+  bootScriptsPerMinute: number;
+  /** Bytes of one event or discovery report. */
+  eventBodyBytes: number;
+}
+
+export const DEFAULT_HTTP_LIMITS: HttpLimits = { machineRequestsPerMinute: 600, bootScriptsPerMinute: 120, eventBodyBytes: 64 * 1024 };
+
 export interface HttpOptions {
   apiToken: string;
   logger: unknown;
+  limits?: Partial<HttpLimits>;
+}
+
+/** A URL as it may be logged: the token of a machine route replaced. */
+export function redactUrl(url: string): string {
+  return url.replace(/^(\/m\/[^/?#]+\/)(?!files\/|events(?:[/?#]|$))[^/?#]+/, "$1[redacted]").replace(/([?&](?:token|secret)=)[^&#]*/gi, "$1[redacted]");
 }
 
 function send(reply: FastifyReply, a: Answer): FastifyReply {
@@ -81,12 +100,37 @@ function bearerOk(req: FastifyRequest, token: string): boolean {
 }
 
 export async function buildHttpServer(backend: HttpBackend, opts: HttpOptions): Promise<FastifyInstance> {
+  const limits = { ...DEFAULT_HTTP_LIMITS, ...opts.limits };
+  const log = opts.logger as FastifyBaseLogger;
   const app = Fastify({
     // Requests are counted, not logged one by one: the daemon logs what matters.
-    loggerInstance: opts.logger as FastifyBaseLogger,
+    loggerInstance: log,
+    disableRequestLogging: true,
     bodyLimit: 1024 * 1024,
     trustProxy: false,
   });
+  const refusals = new IntervalLog(log);
+  // Every error answer is made here, so no line fastify would write (with
+  // the request's URL, and a machine's token in it) is ever written.
+  app.setErrorHandler((err: Error & { statusCode?: number }, req, reply) => {
+    const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
+    if (status >= 500) log.error({ method: req.method, route: req.routeOptions.url, url: redactUrl(req.url), err: err.message }, "request failed");
+    return reply
+      .code(status)
+      .type("text/plain; charset=utf-8")
+      .send(`${status >= 500 ? "internal error" : err.message}\n`);
+  });
+  /** Per-address limits for a scope; a refusal is logged once per address and interval. */
+  const limitScope = (scope: FastifyInstance, perMinute: number, what: string) =>
+    scope.register(rateLimit, {
+      max: perMinute,
+      timeWindow: 60_000,
+      cache: 10_000,
+      onExceeded: (req) => {
+        refusals.write(`rate:${what}:${req.ip}`, "warn", { remote: req.ip, route: req.routeOptions.url, perMinute }, `${what}: an address over its rate limit is answered 429`);
+      },
+      errorResponseBuilder: (_req, ctx) => Object.assign(new Error(`too many requests from your address (at most ${ctx.max} a minute); retry in ${ctx.after}`), { statusCode: 429 }),
+    });
   let requests = 0;
   app.addHook("onRequest", async () => {
     requests++;
@@ -106,12 +150,16 @@ export async function buildHttpServer(backend: HttpBackend, opts: HttpOptions): 
   });
 
   // --- boot: public, read-only, no secrets --------------------------------
-  await app.register(async (boot) => {
-    boot.get<{ Params: { mac: string } }>("/boot/:mac", async (req, reply) => {
+  await app.register(async (scripts) => {
+    await limitScope(scripts, limits.bootScriptsPerMinute, "boot scripts");
+    scripts.get<{ Params: { mac: string } }>("/boot/:mac", async (req, reply) => {
       const m = /^([0-9a-fA-F]{2}(?:[-:][0-9a-fA-F]{2}){5})\.ipxe$/.exec(req.params.mac);
       if (!m) return reply.code(404).send("not found\n");
       return send(reply, backend.bootScript(m[1]!.toLowerCase().replace(/-/g, ":"), req.ip));
     });
+  });
+  // Artifacts are the same for everyone and carry no secret: not limited.
+  await app.register(async (boot) => {
     boot.get<{ Params: { sha: string; name: string } }>("/cache/:sha/:name", async (req, reply) => {
       if (!/^[0-9a-f]{64}$/.test(req.params.sha)) return reply.code(404).send("not found\n");
       const path = await backend.artifact(req.params.sha);
@@ -122,17 +170,22 @@ export async function buildHttpServer(backend: HttpBackend, opts: HttpOptions): 
 
   // --- machines: everything here needs that machine's token ---------------
   await app.register(async (machines) => {
+    await limitScope(machines, limits.machineRequestsPerMinute, "machine routes");
     type P = { machine: string; token?: string; name?: string };
     const file = async (req: FastifyRequest<{ Params: P }>, reply: FastifyReply) =>
       send(reply, backend.machineFile(req.params.machine, req.params.token, req.params.name ?? "", req.ip));
     machines.get("/m/:machine/:token/files/:name", file);
     machines.get("/m/:machine/files/:name", file);
     const event = async (req: FastifyRequest<{ Params: P }>, reply: FastifyReply) => {
-      const body = { ...((req.query as Record<string, unknown>) ?? {}), ...((req.body as Record<string, unknown> | undefined) ?? {}) };
+      const posted = req.body;
+      if (posted !== undefined && posted !== null && (typeof posted !== "object" || Array.isArray(posted))) {
+        return reply.code(400).type("text/plain; charset=utf-8").send("an event is a JSON object or a form (phase=..., message=...)\n");
+      }
+      const body = { ...((req.query as Record<string, unknown>) ?? {}), ...((posted as Record<string, unknown> | undefined) ?? {}) };
       return send(reply, await backend.machineEvent(req.params.machine, req.params.token, body, req.ip));
     };
     for (const path of ["/m/:machine/:token/events", "/m/:machine/events"]) {
-      machines.post(path, event);
+      machines.post(path, { bodyLimit: limits.eventBodyBytes }, event);
       // iPXE can only GET; discovery reports as query parameters.
       machines.get(path, event);
     }
@@ -141,6 +194,7 @@ export async function buildHttpServer(backend: HttpBackend, opts: HttpOptions): 
   // --- API: bearer token ---------------------------------------------------
   await app.register(
     async (api) => {
+      await limitScope(api, limits.machineRequestsPerMinute, "API");
       api.addHook("onRequest", async (req, reply) => {
         if (req.url.startsWith("/api/v1/hooks/")) return;
         if (!bearerOk(req, opts.apiToken)) {
