@@ -34,22 +34,22 @@ export const DISCOVERY_LIMITS = {
 
 /**
  * The inventory of a discovery report: its `inventory` object and its other
- * top-level fields, flat strings, numbers and booleans only; or what is
+ * top-level fields: strings, numbers, booleans or lists of them; or what is
  * wrong with it.
  */
-export function discoveryInventory(body: Record<string, unknown>): Record<string, string | number | boolean> | string {
-  const out: Record<string, string | number | boolean> = {};
+export function discoveryInventory(body: Record<string, unknown>): Record<string, string | number | boolean | Array<string | number | boolean>> | string {
+  const out: Record<string, string | number | boolean | Array<string | number | boolean>> = {};
   const nested = body.inventory;
   if (nested !== undefined && (typeof nested !== "object" || nested === null || Array.isArray(nested))) return "inventory must be an object of fields";
   const fields: Array<[string, unknown]> = [...Object.entries((nested ?? {}) as Record<string, unknown>), ...Object.entries(body).filter(([k]) => k !== "phase" && k !== "inventory")];
   for (const [k, v] of fields) {
     if (Object.keys(out).length >= DISCOVERY_LIMITS.inventoryFields) return `a report may hold at most ${DISCOVERY_LIMITS.inventoryFields} fields`;
     if (k.length > DISCOVERY_LIMITS.fieldNameChars || !/^[A-Za-z0-9_.-]+$/.test(k)) return `field name "${k.slice(0, DISCOVERY_LIMITS.fieldNameChars)}" is not a name (letters, digits, _ . -; at most ${DISCOVERY_LIMITS.fieldNameChars})`;
-    if (typeof v === "string") {
-      if (v.length > DISCOVERY_LIMITS.fieldValueChars) return `field ${k} is longer than ${DISCOVERY_LIMITS.fieldValueChars} characters`;
-      out[k] = v;
-    } else if (typeof v === "number" || typeof v === "boolean") out[k] = v;
-    else return `field ${k} must be a string, a number or a boolean`;
+    const scalar = (x: unknown) => typeof x === "string" || typeof x === "number" || typeof x === "boolean";
+    if (!scalar(v) && !(Array.isArray(v) && v.every(scalar))) return `field ${k} must be a string, a number, a boolean or a list of them`;
+    const length = typeof v === "string" ? v.length : JSON.stringify(v).length;
+    if (length > DISCOVERY_LIMITS.fieldValueChars) return `field ${k} is longer than ${DISCOVERY_LIMITS.fieldValueChars} characters`;
+    out[k] = v as string | number | boolean | Array<string | number | boolean>;
   }
   return out;
 }

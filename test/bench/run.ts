@@ -39,6 +39,7 @@ const AREAS: Area[] = [
   { id: "tftp", title: "TFTP: gitrack against tftpd-hpa", module: "./tftp.js" },
   { id: "daemon", title: "Daemon: HTTP against nginx, commit to DHCP reservation", module: "./daemon.js" },
   { id: "boot", title: "Boot to Ready", module: "./boot.js" },
+  { id: "hardening", title: "Hardening: floods and fuzz at a running daemon", module: "./hardening.js" },
 ];
 
 function arg(name: string): string | undefined {
