@@ -133,12 +133,16 @@ export class DaemonProcess {
   }
 }
 
-/** Starts `gitrack serve` in `ns` (ip netns exec execs node, so the child PID is the daemon). */
-export function startDaemon(ns: Netns, args: string[], logPath: string, env: Record<string, string> = {}): DaemonProcess {
+/**
+ * Starts `gitrack serve` in `ns` (ip netns exec execs node, so the child PID
+ * is the daemon). `root` is the checkout whose bin/gitrack.js runs: this one
+ * unless a bench compares with an earlier commit.
+ */
+export function startDaemon(ns: Netns, args: string[], logPath: string, env: Record<string, string> = {}, root = ROOT): DaemonProcess {
   const fd = openSync(logPath, "a");
   try {
-    const child = ns.spawn(process.execPath, [GITRACK, "serve", ...args], {
-      cwd: ROOT,
+    const child = ns.spawn(process.execPath, [join(root, "bin", "gitrack.js"), "serve", ...args], {
+      cwd: root,
       stdio: ["ignore", fd, fd],
       env: { ...process.env, ...env, GITRACK_LOG_LEVEL: "info" },
     });

@@ -50,6 +50,8 @@ export interface AttackSiteOptions {
   siteYaml?: (yaml: string) => string;
   /** More files for the first commit (path → content). */
   files?: Record<string, string>;
+  /** The checkout whose daemon runs (the bench's --before); this one by default. */
+  root?: string;
 }
 
 export function siteYaml(): string {
@@ -145,6 +147,7 @@ export async function startAttackSite(prefix: string, opts: AttackSiteOptions = 
       ["--repo", repo, "--site", "lab", "--state-dir", stateDir, "--listen", SERVER, "--http-port", String(HTTP_PORT), "--tftp-root", tftpRoot, "--status-interval", "1", ...args],
       join(work.path, `daemon-${++starts}.log`),
       opts.env,
+      opts.root,
     );
     await daemon.ready();
   };
@@ -271,7 +274,7 @@ export async function udhcpcLease(site: AttackSite, mac: string, ifname: string,
 }
 
 /** undionly.kpxe from the TFTP root with tftp-hpa, ended after 1 s. */
-async function tftpServed(site: AttackSite): Promise<boolean> {
+export async function tftpServed(site: AttackSite): Promise<boolean> {
   const out = join(site.work.path, `tftp-${process.hrtime.bigint()}.out`);
   try {
     await run("ip", ["netns", "exec", site.pair.client.name, "tftp", SERVER, "69", "-m", "binary", "-c", "get", "undionly.kpxe", out], { timeout: 1000 });
@@ -282,7 +285,7 @@ async function tftpServed(site: AttackSite): Promise<boolean> {
 }
 
 /** /healthz with curl, 1 s at most. */
-async function httpServed(site: AttackSite): Promise<{ ok: boolean; commit: string | null } | undefined> {
+export async function httpServed(site: AttackSite): Promise<{ ok: boolean; commit: string | null } | undefined> {
   try {
     const { stdout } = await run("ip", ["netns", "exec", site.pair.client.name, "curl", "-sS", "--max-time", "1", `${site.base}/healthz`]);
     return JSON.parse(stdout) as { ok: boolean; commit: string | null };
