@@ -1,11 +1,14 @@
 // HTTP requests of issue 8 sent from inside a namespace, as a command:
 //   node --import tsx test/hardening/http-flood.ts --server URL --bind IP --requests FILE [--repeat N] [--concurrency N]
 //   node --import tsx test/hardening/http-flood.ts --server URL --bind IP --fuzz N [--seed S] [--paths P1,P2]
+//   node --import tsx test/hardening/http-flood.ts --server URL --bind IP --hangup N [--paths P1,P2]
 // FILE holds a JSON array of {method, path, body?, contentType?}; each is
 // sent --repeat times (default 1). --fuzz sends N mutated requests over raw
 // TCP (bad request lines, traversal and overlong paths, garbage Range and
 // Content-Length, truncated and oversized bodies), one per connection, to
-// the boot routes and the paths given. Prints one JSON line: the number
+// the boot routes and the paths given. --hangup opens N connections, each
+// writing one GET (of the paths given, in turn) and resetting the connection
+// at once, so that the server finds the client gone. Prints one JSON line: the number
 // sent, the count per status (0: no answer), and for FILE the status of each
 // request of the first round.
 import http from "node:http";
@@ -35,6 +38,7 @@ const { values } = parseArgs({
     repeat: { type: "string", default: "1" },
     concurrency: { type: "string", default: "16" },
     fuzz: { type: "string" },
+    hangup: { type: "string" },
     seed: { type: "string", default: "1" },
     paths: { type: "string", default: "" },
   },
@@ -145,6 +149,29 @@ if (values.fuzz) {
     }
   };
   await Promise.all(Array.from({ length: Number(values.concurrency) }, fuzzWorker));
+  process.stdout.write(JSON.stringify(result) + "\n");
+  process.exit(0);
+}
+
+if (values.hangup) {
+  const count = Number(values.hangup);
+  const paths = values.paths ? values.paths.split(",") : ["/healthz"];
+  let made = 0;
+  const hangupWorker = async () => {
+    while (made < count) {
+      const path = paths[made++ % paths.length]!;
+      await new Promise<void>((resolve) => {
+        const sock = net.connect({ host: server.hostname, port: Number(server.port), localAddress: values.bind }, () =>
+          sock.write(`GET ${path} HTTP/1.1\r\nHost: ${server.host}\r\n\r\n`, () => sock.resetAndDestroy()),
+        );
+        sock.on("error", () => undefined);
+        sock.on("close", () => resolve());
+      });
+      result.sent++;
+      result.statuses["0"] = (result.statuses["0"] ?? 0) + 1;
+    }
+  };
+  await Promise.all(Array.from({ length: Number(values.concurrency) }, hangupWorker));
   process.stdout.write(JSON.stringify(result) + "\n");
   process.exit(0);
 }

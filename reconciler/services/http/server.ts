@@ -132,8 +132,16 @@ export async function buildHttpServer(backend: HttpBackend, opts: HttpOptions): 
       errorResponseBuilder: (_req, ctx) => Object.assign(new Error(`too many requests from your address (at most ${ctx.max} a minute); retry in ${ctx.after}`), { statusCode: 429 }),
     });
   let requests = 0;
-  app.addHook("onRequest", async () => {
+  app.addHook("onRequest", async (req, reply) => {
     requests++;
+    // A client that left before its request came up has no address any more
+    // (req.ip is undefined): there is no one to answer, and nothing after
+    // this (rate limits, the address checks of boot scripts) is asked about it.
+    if (req.ip === undefined) {
+      reply.hijack();
+      req.raw.socket?.destroy();
+      return reply;
+    }
   });
   app.decorate("requestCount", () => requests);
 
