@@ -76,6 +76,8 @@ export class Daemon implements HttpBackend {
   private good?: { commit: string; model: Model; machines: Map<string, ResolvedMachine>; byMac: Map<string, ResolvedMachine> };
   /** The last commit loaded, valid or not (the base of incremental loads). */
   private last?: { commit: string; model: Model };
+  /** The branch head last taken up, read or not (`last` is only what loaded). */
+  private seenCommit?: string;
   private queue: Promise<void> = Promise.resolve();
   private pendingCommit?: string;
   private timers: NodeJS.Timeout[] = [];
@@ -227,6 +229,7 @@ export class Daemon implements HttpBackend {
       const c = this.pendingCommit;
       if (!c || c === this.last?.commit) return;
       this.pendingCommit = undefined;
+      this.seenCommit = c;
       try {
         await this.reconcileCommit(c);
       } catch (err) {
@@ -865,7 +868,7 @@ export class Daemon implements HttpBackend {
       ok: !!this.good,
       site: this.cfg.site,
       commit: this.good?.commit ?? null,
-      lastSeenCommit: this.last?.commit ?? null,
+      lastSeenCommit: this.seenCommit ?? this.last?.commit ?? null,
       ...(rec?.lastRejected ? { lastRejected: { commit: rec.lastRejected.commit, at: rec.lastRejected.at } } : {}),
       ...(rec?.lastFailed ? { lastFailed: { commit: rec.lastFailed.commit, at: rec.lastFailed.at } } : {}),
     };

@@ -17,7 +17,7 @@ const run = promisify(execFile);
 const GITRACK = join(dirname(fileURLToPath(import.meta.url)), "../../bin/gitrack.js");
 const TOOLS = ["busybox", "curl", "git", "tftp"].every(hasCommand);
 
-async function health(site: AttackSite): Promise<{ commit: string | null; lastSeenCommit: string | null; lastRejected?: { commit: string } }> {
+async function health(site: AttackSite): Promise<{ commit: string | null; lastSeenCommit: string | null; lastRejected?: { commit: string }; lastFailed?: { commit: string } }> {
   const { stdout } = await run("ip", ["netns", "exec", site.pair.client.name, "curl", "-sS", "--max-time", "2", `${site.base}/healthz`]);
   return JSON.parse(stdout);
 }
@@ -76,4 +76,40 @@ describe.skipIf(!canUseNetns() || !TOOLS)("hostile commits against a running dae
       good = fixed;
     }, 180_000);
   }
+
+  // Not a bound this time: a commit that passes every check but cannot be
+  // read, because one of its blobs is missing from the object store (a
+  // damaged disk, an interrupted gc, a partial clone). Loading it throws
+  // inside reconcile, which must be recorded as a failure, not passed over.
+  it("a commit whose blob is missing fails with a note, health names it, the last good commit keeps serving, also across a restart", async () => {
+    const ghost = git(site.repo, ["hash-object", "--stdin"], "apiVersion: gitrack/v1\nkind: Machine\n").trim();
+    // Written to the index and tree without the object (hash-object without -w).
+    git(site.repo, ["update-index", "--add", "--cacheinfo", `100644,${ghost},machines/ghost.yaml`]);
+    const tree = git(site.repo, ["write-tree", "--missing-ok"]);
+    const bad = git(site.repo, ["commit-tree", tree, "-p", "HEAD", "-m", "a machine file whose blob is missing"]);
+    git(site.repo, ["update-ref", "refs/heads/main", bad]);
+
+    const note = await waitFor("a note on the unreadable commit", () => noteOf(site, bad), 60_000, 250);
+    expect(note).toMatch(/outcome: failed/);
+    expect(note).toContain(`object ${ghost} is missing`);
+    const h = await health(site);
+    expect(h.commit).toBe(good);
+    expect(h.lastSeenCommit).toBe(bad);
+    expect(h.lastFailed?.commit).toBe(bad);
+    expect(site.daemon.log()).toMatch(/reconciling a commit failed; the last good commit keeps serving/);
+    await expectStillServing(site, baseline);
+
+    // A start whose branch head cannot be read serves the commit applied before it.
+    await site.restart();
+    await waitFor("the last good commit to be served after the restart", async () => (await health(site)).commit === good, 30_000, 250);
+    expect((await health(site)).lastFailed?.commit).toBe(bad);
+    await expectStillServing(site, baseline);
+
+    // Removing the file makes the branch readable and applied again.
+    git(site.repo, ["read-tree", bad]);
+    const fixed = site.commit({ "machines/ghost.yaml": null }, "remove the unreadable machine file");
+    await waitFor("the fixed commit to be served", async () => (await health(site)).commit === fixed, 30_000, 250);
+    expect(noteOf(site, fixed)).toMatch(/outcome: applied/);
+    good = fixed;
+  }, 180_000);
 });

@@ -50,7 +50,11 @@ export interface AttackSiteOptions {
   siteYaml?: (yaml: string) => string;
   /** More files for the first commit (path → content). */
   files?: Record<string, string>;
-  /** The checkout whose daemon runs (the bench's --before); this one by default. */
+  /**
+   * The checkout whose daemon runs (the bench's --before). By default
+   * $GITRACK_ATTACK_ROOT, else this one: pointing that at a built checkout of
+   * an older commit runs these tests against its daemon.
+   */
   root?: string;
 }
 
@@ -147,7 +151,7 @@ export async function startAttackSite(prefix: string, opts: AttackSiteOptions = 
       ["--repo", repo, "--site", "lab", "--state-dir", stateDir, "--listen", SERVER, "--http-port", String(HTTP_PORT), "--tftp-root", tftpRoot, "--status-interval", "1", ...args],
       join(work.path, `daemon-${++starts}.log`),
       opts.env,
-      opts.root,
+      opts.root ?? (process.env.GITRACK_ATTACK_ROOT || undefined),
     );
     await daemon.ready();
   };
