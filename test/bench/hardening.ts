@@ -162,9 +162,22 @@ function checkoutOf(ref: string): { root: string; remove: () => void } {
   const root = mkdtempSync(join(tmpdir(), "gitrack-before-"));
   execFileSync("git", ["-C", ROOT, "worktree", "add", "-q", "--detach", root, ref], { stdio: "ignore" });
   const remove = () => {
-    execFileSync("git", ["-C", ROOT, "worktree", "remove", "--force", root], { stdio: "ignore" });
-    rmSync(root, { recursive: true, force: true });
+    process.off("exit", onExit);
+    try {
+      execFileSync("git", ["-C", ROOT, "worktree", "remove", "--force", root], { stdio: "ignore" });
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   };
+  // Also when the bench is interrupted (run.ts turns signals into an exit).
+  const onExit = () => {
+    try {
+      remove();
+    } catch {
+      /* the worktree is pruned by the next `git worktree prune` */
+    }
+  };
+  process.once("exit", onExit);
   try {
     symlinkSync(join(ROOT, "node_modules"), join(root, "node_modules"));
     execFileSync(process.execPath, [join(ROOT, "node_modules/typescript/bin/tsc"), "-p", "tsconfig.json"], { cwd: root, stdio: "ignore" });

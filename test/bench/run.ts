@@ -196,6 +196,10 @@ async function main(): Promise<void> {
   ctx.log(`wrote ${outFile}`);
 }
 
+// Ctrl-C or a kill: exit, so that test/lib/netns.ts's exit hook removes the
+// namespaces (and ends the servers in them) that the area running made.
+for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143], ["SIGHUP", 129]] as const) process.once(signal, () => process.exit(code));
+
 main().catch((err: unknown) => {
   console.error(err);
   process.exit(1);

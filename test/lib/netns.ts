@@ -24,6 +24,14 @@ export function uniqueSuffix(): string {
   return randomBytes(3).toString("hex");
 }
 
+/**
+ * Namespaces made by this process and not yet destroyed. A process that ends
+ * without destroy() (an uncaught exception, EPIPE when the bench is piped to
+ * `head`, process.exit) removes them on its way out.
+ */
+const live = new Set<Netns>();
+let exitHook = false;
+
 export class Netns {
   readonly name: string;
   private readonly children = new Set<ChildProcess>();
@@ -36,6 +44,13 @@ export class Netns {
     const name = `gt-${prefix}-${uniqueSuffix()}`;
     ip(["netns", "add", name]);
     const ns = new Netns(name);
+    live.add(ns);
+    if (!exitHook) {
+      exitHook = true;
+      process.once("exit", () => {
+        for (const n of live) n.removeNow();
+      });
+    }
     ns.run("ip", ["link", "set", "lo", "up"]);
     return ns;
   }
@@ -75,6 +90,15 @@ export class Netns {
     while ([...this.children].some((c) => c.exitCode === null && c.signalCode === null) && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 50));
     }
+    this.removeNow();
+  }
+
+  /**
+   * At once and synchronously (it also runs from the exit hook): SIGKILL to
+   * what was started here and to whatever else runs in the namespace, then
+   * the namespace is deleted.
+   */
+  removeNow(): void {
     for (const child of this.children) {
       if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
         try {
@@ -103,6 +127,7 @@ export class Netns {
     } catch {
       /* already gone */
     }
+    live.delete(this);
   }
 }
 
