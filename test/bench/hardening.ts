@@ -14,7 +14,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { git } from "../daemon/harness.js";
 import { hostileCommits } from "../hardening/hostile-commits.js";
-import { KNOWN, ATTACKER, RELAY, SERVER, attackFromClient, expectStillServing, httpServed, rssKiB, startAttackSite, takeBaseline, udhcpcLease, type AttackSite, type Baseline } from "../hardening/harness.js";
+import { KNOWN, ATTACKER, RELAY, SERVER, attackFromClient, expectStillServing, httpServed, noteOf, rssKiB, startAttackSite, takeBaseline, udhcpcLease, type AttackSite, type Baseline } from "../hardening/harness.js";
 import type { DhcpFloodResult } from "../hardening/dhcp-flood.js";
 import type { FloodResult } from "../hardening/tftp-flood.js";
 import type { HttpFloodResult } from "../hardening/http-flood.js";
@@ -128,11 +128,7 @@ function findings(): Finding[] {
         const t0 = Date.now();
         while (!note && Date.now() - t0 < 45_000 && site.daemon.running) {
           await sleep(250);
-          try {
-            note = git(site.repo, ["notes", "--ref=gitrack/lab", "show", bomb]);
-          } catch {
-            note = undefined;
-          }
+          note = noteOf(site, bomb);
         }
         const h = await httpServed(site);
         const outcome = note ? (/outcome: (\w+)/.exec(note)?.[1] ?? "?") : "none";

@@ -10,24 +10,18 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { canUseNetns } from "../lib/netns.js";
 import { git, hasCommand, waitFor } from "../daemon/harness.js";
-import { expectStillServing, startAttackSite, takeBaseline, type AttackSite, type Baseline } from "./harness.js";
+import { expectStillServing, httpServed, noteOf, startAttackSite, takeBaseline, type AttackSite, type Baseline, type Health } from "./harness.js";
 import { hostileCommits } from "./hostile-commits.js";
 
 const run = promisify(execFile);
 const GITRACK = join(dirname(fileURLToPath(import.meta.url)), "../../bin/gitrack.js");
 const TOOLS = ["busybox", "curl", "git", "tftp"].every(hasCommand);
 
-async function health(site: AttackSite): Promise<{ commit: string | null; lastSeenCommit: string | null; lastRejected?: { commit: string }; lastFailed?: { commit: string } }> {
-  const { stdout } = await run("ip", ["netns", "exec", site.pair.client.name, "curl", "-sS", "--max-time", "2", `${site.base}/healthz`]);
-  return JSON.parse(stdout);
-}
-
-function noteOf(site: AttackSite, commit: string): string | undefined {
-  try {
-    return git(site.repo, ["notes", "--ref=gitrack/lab", "show", commit]);
-  } catch {
-    return undefined;
-  }
+/** /healthz; throws without an answer, which fails the test where it is asked. */
+async function health(site: AttackSite): Promise<Health> {
+  const h = await httpServed(site);
+  if (!h) throw new Error("GET /healthz got no answer");
+  return h;
 }
 
 describe.skipIf(!canUseNetns() || !TOOLS)("hostile commits against a running daemon", () => {

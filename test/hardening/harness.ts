@@ -289,10 +289,29 @@ export async function tftpServed(site: AttackSite): Promise<boolean> {
 }
 
 /** /healthz with curl, 1 s at most. */
-export async function httpServed(site: AttackSite): Promise<{ ok: boolean; commit: string | null } | undefined> {
+/** What `/healthz` says about commits (reconciler/daemon/daemon.ts health()). */
+export interface Health {
+  ok: boolean;
+  commit: string | null;
+  lastSeenCommit: string | null;
+  lastRejected?: { commit: string };
+  lastFailed?: { commit: string };
+}
+
+/** `/healthz` from the client namespace with curl (1 s), or undefined without an answer. */
+export async function httpServed(site: AttackSite): Promise<Health | undefined> {
   try {
     const { stdout } = await run("ip", ["netns", "exec", site.pair.client.name, "curl", "-sS", "--max-time", "1", `${site.base}/healthz`]);
-    return JSON.parse(stdout) as { ok: boolean; commit: string | null };
+    return JSON.parse(stdout) as Health;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The daemon's git note on `commit`, or undefined while there is none. */
+export function noteOf(site: AttackSite, commit: string): string | undefined {
+  try {
+    return git(site.repo, ["notes", "--ref=gitrack/lab", "show", commit]);
   } catch {
     return undefined;
   }
